@@ -1,0 +1,258 @@
+"""Researcher commands: submit, jobs, job, logs, cancel."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from commonpool.scheduler.spec import JobSpec
+from pydantic import ValidationError
+
+from . import render
+from .context import EXIT_JOB_FAILED, EXIT_USAGE, JsonOption, state
+
+
+def _load_file(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise typer.BadParameter(f"{path} must hold a mapping of job fields", param_hint="FILE")
+    return data
+
+
+def _parse_args(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs; values are parsed as JSON when they parse, else kept as text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected key=value, got {pair!r}", param_hint="--arg")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def submit(
+    file: Path | None = typer.Argument(
+        None, exists=True, dir_okay=False, help="Job file (YAML or TOML) with JobSpec fields."
+    ),
+    name: str | None = typer.Option(None, help="Job name."),
+    entrypoint: str | None = typer.Option(None, help="module:function of the training loop."),
+    working_dir: str | None = typer.Option(None, help="Directory shipped to the workers."),
+    workers: int | None = typer.Option(None, min=1, help="Number of DDP workers."),
+    cpus: float | None = typer.Option(None, help="CPUs per worker."),
+    memory: str | None = typer.Option(None, help="Memory per worker, e.g. 2GiB."),
+    gpus: int | None = typer.Option(None, min=0, help="GPUs per worker."),
+    gpu_type: str | None = typer.Option(None, help="Only nodes with this GPU type."),
+    priority: int | None = typer.Option(None, help="Higher runs first."),
+    project: str | None = typer.Option(None, help="Project the job is charged to."),
+    owner: str | None = typer.Option(None, help="Who submits (until tokens name the user)."),
+    arg: list[str] = typer.Option([], "--arg", help="Config for the loop: key=value (repeat)."),
+    wait: bool = typer.Option(False, help="Wait for the job to end; exit 1 unless it succeeds."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Submit a job from a file and/or flags (flags override the file)."""
+    data = _load_file(file) if file else {}
+    resources = dict(data.get("resources") or {})
+    for key, value in (
+        ("cpus", cpus),
+        ("memory_bytes", memory),
+        ("gpus", gpus),
+        ("gpu_type", gpu_type),
+    ):
+        if value is not None:
+            resources[key] = value
+    if resources:
+        data["resources"] = resources
+    for key, value in (
+        ("name", name),
+        ("entrypoint", entrypoint),
+        ("working_dir", working_dir),
+        ("workers", workers),
+        ("priority", priority),
+        ("project", project),
+        ("owner", owner),
+    ):
+        if value is not None:
+            data[key] = value
+    if arg:
+        data["args"] = {**data.get("args", {}), **_parse_args(arg)}
+    try:
+        spec = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            render.err_console.print(f"[red]invalid job spec[/]: {where}: {err['msg']}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    with state.client() as client:
+        job = client.submit_job(spec)
+        if as_json and not wait:
+            render.print_json(job)
+            return
+        if not as_json:
+            render.console.print(
+                f"submitted [bold]{job.id}[/] ({job.name}), {render.state(job.state)}"
+            )
+            render.console.print(
+                f"  follow:  commonpool logs -f {job.id}\n"
+                f"  status:  commonpool job {job.id}\n"
+                f"  cancel:  commonpool cancel {job.id}"
+            )
+        if wait:
+            job = client.wait(job.id)
+            if as_json:
+                render.print_json(job)
+            else:
+                render.console.print(
+                    f"{job.id} ended {render.state(job.state)}"
+                    + (f": {job.exit_reason}" if job.exit_reason else "")
+                )
+            if job.state != "SUCCEEDED":
+                raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def jobs(
+    state_filter: list[str] = typer.Option([], "--state", help="Only these states (repeat)."),
+    owner: str | None = typer.Option(None, help="Only this owner's jobs."),
+    project: str | None = typer.Option(None, help="Only this project's jobs."),
+    limit: int = typer.Option(50, min=1, max=10_000, help="At most this many jobs."),
+    as_json: bool = JsonOption,
+) -> None:
+    """List jobs, newest first."""
+    with state.client() as client:
+        page = client.list_jobs_page(
+            states=tuple(s.upper() for s in state_filter), owner=owner, project=project, limit=limit
+        )
+    if as_json:
+        render.print_json(
+            {
+                "items": [j.model_dump(mode="json") for j in page.items],
+                "next_cursor": page.next_cursor,
+            }
+        )
+        return
+    rows = [
+        (
+            j.id,
+            j.name,
+            render.state(j.state),
+            j.project,
+            j.owner,
+            f"{j.workers_min}"
+            if j.workers_min == j.workers_max
+            else f"{j.workers_min}-{j.workers_max}",
+            render.age(j.submitted_at),
+            j.pending_reason or j.exit_reason or "",
+        )
+        for j in page.items
+    ]
+    render.console.print(
+        render.table(
+            "jobs",
+            ["ID", "NAME", "STATE", "PROJECT", "OWNER", "WORKERS", "SUBMITTED", "REASON"],
+            rows,
+        )
+    )
+
+
+def job(job_id: str = typer.Argument(..., help="Job id."), as_json: bool = JsonOption) -> None:
+    """Show one job: spec, state, placement, events and latest metrics."""
+    with state.client() as client:
+        info = client.get_job(job_id)
+        events = client.job_events(job_id)
+        allocations = client.job_allocations(job_id)
+    if as_json:
+        render.print_json(
+            {
+                "job": info.model_dump(mode="json"),
+                "events": [e.model_dump(mode="json") for e in events],
+                "allocations": [a.model_dump(mode="json") for a in allocations],
+            }
+        )
+        return
+    c = render.console
+    c.print(f"[bold]{info.id}[/] {info.name}  {render.state(info.state)}  attempt {info.attempt}")
+    c.print(
+        f"  entrypoint {info.entrypoint}  workers {info.workers_min}-{info.workers_max}  "
+        f"per worker {info.cpus_per_worker:g} cpus, {render.gib(info.memory_bytes_per_worker)},"
+        f" {info.gpus_per_worker} gpus{' ' + info.gpu_type if info.gpu_type else ''}"
+    )
+    c.print(f"  project {info.project}  owner {info.owner}  priority {info.priority}")
+    if info.pending_reason:
+        c.print(f"  waiting: {info.pending_reason}")
+    if info.exit_reason:
+        c.print(f"  exit: {info.exit_reason}")
+    if info.metrics:
+        c.print(
+            "  metrics: "
+            + ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in info.metrics.items()
+            )
+        )
+    if allocations:
+        c.print(
+            render.table(
+                "allocations",
+                ["ATTEMPT", "RANK", "NODE", "CPUS", "GPUS", "ACTIVE"],
+                [
+                    (
+                        a.attempt,
+                        a.rank,
+                        a.node_id,
+                        f"{a.cpus:g}",
+                        a.gpus,
+                        "yes" if a.released_at is None else "no",
+                    )
+                    for a in allocations
+                ],
+            )
+        )
+    c.print(
+        render.table(
+            "events",
+            ["WHEN", "FROM", "TO", "BY", "WHY"],
+            [
+                (
+                    e.created_at.strftime("%H:%M:%S"),
+                    e.from_state or "-",
+                    render.state(e.to_state),
+                    e.actor,
+                    e.reason or "",
+                )
+                for e in events
+            ],
+        )
+    )
+
+
+def logs(
+    job_id: str = typer.Argument(..., help="Job id."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the job ends."),
+    tail: int | None = typer.Option(None, min=1, help="Only the last N lines."),
+) -> None:
+    """Print a job's logs."""
+    with state.client() as client:
+        lines = client.follow_logs(job_id, tail=tail) if follow else client.logs(job_id, tail=tail)
+        for line in lines:
+            print(line.line, flush=True)
+
+
+def cancel(
+    job_id: str = typer.Argument(..., help="Job id."),
+    reason: str | None = typer.Option(None, help="Why (stored in the job's events)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Cancel a job in any non-final state; its allocations are released."""
+    with state.client() as client:
+        info = client.cancel_job(job_id, reason)
+    if as_json:
+        render.print_json(info)
+    else:
+        render.console.print(f"{info.id} {render.state(info.state)}")

@@ -1,0 +1,59 @@
+"""The `commonpool` root command: wires sub-commands and maps errors to exit codes.
+
+Exit codes: 0 ok; 1 the job failed or was cancelled (with --wait); 2 usage;
+3 the API refused (prints `title: detail [code]`); 4 the server is unreachable.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from commonpool.scheduler.domain.errors import CommonpoolError
+
+from commonpool import __version__
+
+from ..client.errors import ConnectionFailed
+from . import jobs, nodes, server
+from .context import EXIT_API_PROBLEM, EXIT_CONNECTION, ServerOption, state
+from .render import err_console
+
+app = typer.Typer(
+    name="commonpool",
+    help="A shared compute pool for training AI models on donated machines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(server_url: str | None = ServerOption) -> None:
+    state.server = server_url
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+for command in (jobs.submit, jobs.jobs, jobs.job, jobs.logs, jobs.cancel):
+    app.command(rich_help_panel="Jobs")(command)
+for command in (nodes.nodes, nodes.drain, nodes.cordon, nodes.uncordon, nodes.pool):
+    app.command(rich_help_panel="Pool")(command)
+app.command("enroll-token", rich_help_panel="Pool")(nodes.enroll_token)
+for command in (server.server, server.scheduler):
+    app.command(rich_help_panel="Processes")(command)
+app.add_typer(server.db_app, name="db", rich_help_panel="Processes")
+
+
+def main() -> None:
+    try:
+        app()
+    except ConnectionFailed as exc:
+        err_console.print(f"[red]connection error[/]: {exc.detail}")
+        sys.exit(EXIT_CONNECTION)
+    except CommonpoolError as exc:
+        err_console.print(f"[red]{exc.title}[/]: {exc.detail} [{exc.code}]")
+        sys.exit(EXIT_API_PROBLEM)

@@ -1,0 +1,69 @@
+"""Rich tables for humans, JSON for scripts: the CLI's only output code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+STATE_STYLE = {
+    "QUEUED": "cyan",
+    "PLACED": "blue",
+    "STARTING": "blue",
+    "RUNNING": "bold blue",
+    "SUCCEEDED": "green",
+    "FAILED": "bold red",
+    "CANCELLED": "magenta",
+    "PREEMPTED": "yellow",
+    "ONLINE": "green",
+    "ENROLLED": "cyan",
+    "DRAINING": "yellow",
+    "CORDONED": "yellow",
+    "OFFLINE": "dim",
+    "LOST": "bold red",
+}
+
+
+def print_json(data: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
+    if isinstance(data, BaseModel):
+        payload: Any = data.model_dump(mode="json")
+    elif isinstance(data, dict):
+        payload = data
+    else:
+        payload = [item.model_dump(mode="json") for item in data]
+    print(json.dumps(payload, indent=2, default=str))
+
+
+def state(value: str) -> str:
+    return f"[{STATE_STYLE.get(value, 'white')}]{value}[/]"
+
+
+def gib(memory_bytes: int) -> str:
+    return f"{memory_bytes / 2**30:.1f} GiB"
+
+
+def age(when: datetime | None) -> str:
+    if when is None:
+        return "-"
+    seconds = (datetime.now(UTC) - when).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{max(seconds, 0):.0f}s ago"
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    out = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        out.add_column(column)
+    for row in rows:
+        out.add_row(*(str(cell) for cell in row))
+    return out

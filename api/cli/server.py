@@ -1,0 +1,113 @@
+"""Process commands: server, scheduler, db upgrade."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+import typer
+from commonpool.migrations import upgrade as upgrade_database
+from commonpool.scheduler.config import Settings, get_settings
+from commonpool.scheduler.loop import SchedulerLoop
+from commonpool.scheduler.policy import make_policy
+from commonpool.scheduler.store.engine import make_engine
+from commonpool.scheduler.store.uow import Database
+
+from . import render
+
+db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Target Alembic revision.")) -> None:
+    """Apply migrations to the configured database (COMMONPOOL_DATABASE_URL)."""
+    url = get_settings().resolved_database_url
+    upgrade_database(url, revision)
+    render.console.print(f"database at revision {revision}: {_redact(url)}")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def build_loop(settings: Settings, db: Database, policy: str | None = None) -> SchedulerLoop:
+    def log_error(exc: Exception) -> None:
+        render.err_console.print(f"[yellow]scheduler step failed[/]: {exc}")
+
+    return SchedulerLoop(
+        db,
+        make_policy(policy or settings.policy),
+        interval_s=settings.scheduler_interval_s,
+        on_error=log_error,
+    )
+
+
+def server(
+    host: str | None = typer.Option(None, help="Bind address (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, min=1, max=65535, help="Port (default 8765)."),
+    with_scheduler: bool = typer.Option(
+        False, "--with-scheduler", help="Also run the scheduler loop in this process."
+    ),
+    workers: int = typer.Option(1, min=1, help="uvicorn worker processes."),
+) -> None:
+    """Run the REST API (migrating the database first)."""
+    import uvicorn
+
+    from ..app import create_app
+
+    settings = get_settings()
+    upgrade_database(settings.resolved_database_url)
+    db = Database(make_engine(settings.resolved_database_url))
+    loop = build_loop(settings, db) if with_scheduler else None
+    app = create_app(settings, db, wake_scheduler=loop.wake if loop else None)
+    if loop is not None:
+        threading.Thread(target=loop.run_forever, name="scheduler", daemon=True).start()
+    render.err_console.print(
+        f"commonpool API on http://{host or settings.host}:{port or settings.port}"
+        f" ({_redact(settings.resolved_database_url)})"
+    )
+    uvicorn.run(
+        app,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+    if loop is not None:
+        loop.stop()
+
+
+def scheduler(
+    policy: str | None = typer.Option(None, help="Placement policy (default from config: fifo)."),
+    interval: float | None = typer.Option(None, min=0.01, help="Seconds between cycles."),
+    once: bool = typer.Option(False, help="Run one cycle, print what it did, and exit."),
+) -> None:
+    """Run the scheduling loop against the registry."""
+    settings = get_settings()
+    upgrade_database(settings.resolved_database_url)
+    db = Database(make_engine(settings.resolved_database_url))
+    loop = build_loop(settings, db, policy)
+    if interval is not None:
+        loop.interval_s = interval
+    if once:
+        report = loop.step()
+        render.console.print(
+            f"placed {len(report.placed)}, pending {report.pending}, "
+            f"rejected {len(report.rejected)}, lost nodes {len(report.lost_nodes)}"
+            f" in {report.seconds * 1000:.1f} ms"
+        )
+        return
+
+    def _stop(_sig: int, _frame: FrameType | None) -> None:
+        loop.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    render.err_console.print(
+        f"scheduler running policy {loop.policy.name} every {loop.interval_s}s"
+    )
+    loop.run_forever()

@@ -1,0 +1,1 @@
+"""The typed HTTP client that the CLI, the agent and tests share."""

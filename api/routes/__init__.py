@@ -1,0 +1,1 @@
+"""HTTP routes of /api/v1; they hold no SQL and never commit."""

@@ -1,0 +1,36 @@
+"""/api/v1/pool/summary and the health probes."""
+
+from __future__ import annotations
+
+from commonpool.scheduler.domain.errors import Unavailable
+from commonpool.scheduler.services.pool import pool_summary
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+
+from ..deps import ReadSession
+from ..schemas import PoolSummaryRead
+
+router = APIRouter(tags=["pool"])
+health = APIRouter(tags=["health"])
+
+
+@router.get("/pool/summary", response_model=PoolSummaryRead)
+def summary(session: ReadSession) -> PoolSummaryRead:
+    return PoolSummaryRead.model_validate(pool_summary(session))
+
+
+@health.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up (no dependency checked)."""
+    return {"status": "ok"}
+
+
+@health.get("/readyz")
+def readyz(request: Request) -> dict[str, str]:
+    """The database answers; 503 with Retry-After otherwise."""
+    try:
+        with request.app.state.db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        raise Unavailable(f"database unreachable: {type(exc).__name__}") from exc
+    return {"status": "ready"}

@@ -1,0 +1,1 @@
+"""The core of commonpool: registry, state machines, placement policies, the loop."""

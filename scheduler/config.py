@@ -1,0 +1,79 @@
+"""All of commonpool's settings, in one place.
+
+Read from `COMMONPOOL_*` environment variables first, then a TOML file
+(`COMMONPOOL_CONFIG`, default `~/.config/commonpool/config.toml`), then the
+defaults below. The embedded default is a SQLite file under the state dir,
+so a fresh machine needs no database server.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def default_config_file() -> Path:
+    return Path(
+        os.environ.get("COMMONPOOL_CONFIG", "~/.config/commonpool/config.toml")
+    ).expanduser()
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("COMMONPOOL_STATE_DIR", "~/.local/share/commonpool")).expanduser()
+
+
+class Settings(BaseSettings):
+    """Settings shared by the server, the scheduler loop, the CLI and the agent."""
+
+    model_config = SettingsConfigDict(env_prefix="COMMONPOOL_", extra="ignore")
+
+    state_dir: Path = Field(
+        default_factory=default_state_dir, description="Where local state lives."
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means the SQLite file <state_dir>/commonpool.db.",
+    )
+    server_url: str = Field(
+        default="http://127.0.0.1:8765", description="API base URL for clients."
+    )
+    host: str = Field(default="127.0.0.1", description="Address the API server binds.")
+    port: int = Field(default=8765, ge=1, le=65535)
+    policy: str = Field(default="fifo", description="Placement policy name.")
+    scheduler_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    node_lease_s: float = Field(default=30.0, gt=0, le=86400)
+    max_request_bytes: int = Field(default=1_000_000, gt=0)
+    page_size_max: int = Field(default=500, gt=0, le=10_000)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.state_dir / 'commonpool.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=default_config_file())
+        return (init_settings, env_settings, toml)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests build `Settings(...)` directly instead."""
+    return Settings()

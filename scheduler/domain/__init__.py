@@ -1,0 +1,1 @@
+"""Pure domain vocabulary (stdlib only): states, transitions, errors, ids."""

@@ -1,0 +1,95 @@
+"""The live scheduling loop: snapshot (SQL) -> policy (pure) -> apply (SQL).
+
+Each step is one transaction, so a crash at any point leaves the registry
+as it was before the step or after it, never in between. The simulator
+calls the same policy objects; only the snapshot source and applier differ.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .policy import Plan, Policy
+from .services.nodes import expire_leases
+from .store.placements import apply_placements, record_pending_reasons
+from .store.snapshot_source import load_snapshot
+from .store.uow import Database
+
+
+@dataclass(frozen=True, slots=True)
+class StepReport:
+    """What one step did, for logs, metrics and tests."""
+
+    placed: tuple[str, ...] = ()
+    rejected: dict[str, str] = field(default_factory=dict)
+    pending: int = 0
+    lost_nodes: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+
+class SchedulerLoop:
+    """Runs `step()` every `interval_s` (or sooner when `wake()` is called)."""
+
+    def __init__(
+        self,
+        db: Database,
+        policy: Policy,
+        *,
+        interval_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        after_step: Callable[[StepReport], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.policy = policy
+        self.interval_s = interval_s
+        self.clock = clock
+        self.after_step = after_step
+        self.on_error = on_error
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+
+    def plan(self) -> Plan:
+        """The decisions the policy would take now, without applying them."""
+        with self.db.unit_of_work(write=False) as session:
+            return self.policy.plan(load_snapshot(session, now=self.clock()))
+
+    def step(self) -> StepReport:
+        started = time.perf_counter()
+        with self.db.unit_of_work() as session:
+            lost = expire_leases(session)
+            plan = self.policy.plan(load_snapshot(session, now=self.clock()))
+            result = apply_placements(session, plan.placements)
+            record_pending_reasons(session, dict(plan.pending_reasons))
+        report = StepReport(
+            placed=result.placed,
+            rejected=result.rejected,
+            pending=len(plan.pending_reasons),
+            lost_nodes=tuple(lost),
+            seconds=time.perf_counter() - started,
+        )
+        if self.after_step:
+            self.after_step(report)
+        return report
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def run_forever(self) -> None:
+        """Step until `stop()`; with `on_error` set, a failed step is reported, not fatal."""
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception as exc:  # keep scheduling through a transient DB outage
+                if self.on_error is None:
+                    raise
+                self.on_error(exc)
+            self._wake.wait(self.interval_s)
+            self._wake.clear()

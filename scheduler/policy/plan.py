@@ -1,0 +1,38 @@
+"""The decisions a policy returns; the caller (live loop or simulator) carries them out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .snapshot import WorkerSlot
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Start ``job_id`` with these workers (ranks 0..n-1, workers_min <= n <= workers_max)."""
+
+    job_id: str
+    workers: tuple[WorkerSlot, ...]
+
+    @property
+    def node_ids(self) -> tuple[str, ...]:
+        """Distinct nodes used, in rank order."""
+        return tuple(dict.fromkeys(w.node_id for w in self.workers))
+
+
+@dataclass(frozen=True, slots=True)
+class Preemption:
+    """Stop running job ``job_id`` (it goes back to the queue) for a human ``reason``."""
+
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One cycle's decisions; every queued job not placed has a pending reason."""
+
+    placements: tuple[Placement, ...] = ()
+    preemptions: tuple[Preemption, ...] = ()
+    pending_reasons: Mapping[str, str] = field(default_factory=dict)

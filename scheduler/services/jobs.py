@@ -1,0 +1,191 @@
+"""Job use cases: submit, read, cancel, and what job code reports back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..domain.errors import NotFound
+from ..domain.ids import new_id
+from ..domain.states import JobState
+from ..spec import JobSpec
+from ..store.models import Allocation, Job, JobEvent, JobLogLine, JobMetric, utcnow
+from ..store.transitions import transition_job
+from .pagination import Page
+
+MAX_LOG_LINE_CHARS = 10_000
+
+
+def submit_job(session: Session, spec: JobSpec, *, actor: str) -> Job:
+    """Insert a QUEUED job and its first event."""
+    job = Job(
+        id=new_id("job"),
+        name=spec.name,
+        owner=spec.owner,
+        project=spec.project,
+        priority=spec.priority,
+        state=JobState.QUEUED.value,
+        entrypoint=spec.entrypoint,
+        args=spec.args,
+        working_dir=spec.working_dir,
+        env=dict(spec.env),
+        workers_min=spec.workers.min,
+        workers_max=spec.workers.max,
+        cpus_per_worker=spec.resources.cpus,
+        memory_bytes_per_worker=spec.resources.memory_bytes,
+        gpus_per_worker=spec.resources.gpus,
+        gpu_type=spec.resources.gpu_type,
+        label_selector=dict(spec.label_selector),
+        max_runtime_s=spec.max_runtime_s,
+        deadline_at=spec.deadline,
+        max_attempts=spec.max_attempts,
+        submitted_at=utcnow(),
+        metrics={},
+    )
+    session.add(job)
+    session.add(
+        JobEvent(
+            job_id=job.id,
+            from_state=None,
+            to_state=JobState.QUEUED.value,
+            actor=actor,
+            reason="submitted",
+        )
+    )
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found", entity="job", id=job_id)
+    return job
+
+
+def list_jobs(
+    session: Session,
+    *,
+    states: Sequence[JobState] = (),
+    owner: str | None = None,
+    project: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[Job]:
+    """Newest first; `cursor` is the id of the last job of the previous page."""
+    stmt = select(Job).order_by(Job.id.desc()).limit(limit + 1)
+    if states:
+        stmt = stmt.where(Job.state.in_([s.value for s in states]))
+    if owner:
+        stmt = stmt.where(Job.owner == owner)
+    if project:
+        stmt = stmt.where(Job.project == project)
+    if cursor:
+        stmt = stmt.where(Job.id < cursor)
+    rows = list(session.scalars(stmt))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, rows[-1].id if more and rows else None)
+
+
+def cancel_job(session: Session, job_id: str, *, actor: str, reason: str | None = None) -> Job:
+    """Cancel from any non-final state; allocations are released in the same transaction."""
+    transition_job(
+        session,
+        job_id,
+        JobState.CANCELLED,
+        actor=actor,
+        reason=reason or "cancelled by user",
+        ended_at=utcnow(),
+        exit_reason=reason or "cancelled by user",
+    )
+    release_allocations(session, job_id)
+    return get_job(session, job_id)
+
+
+def release_allocations(session: Session, job_id: str) -> int:
+    """Mark the job's active allocations released; returns how many."""
+    result = session.execute(
+        update(Allocation)
+        .where(Allocation.job_id == job_id, Allocation.released_at.is_(None))
+        .values(released_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def list_events(session: Session, job_id: str) -> list[JobEvent]:
+    get_job(session, job_id)
+    return list(
+        session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id))
+    )
+
+
+def list_allocations(
+    session: Session, job_id: str, *, active_only: bool = False
+) -> list[Allocation]:
+    stmt = select(Allocation).where(Allocation.job_id == job_id)
+    if active_only:
+        stmt = stmt.where(Allocation.released_at.is_(None))
+    return list(session.scalars(stmt.order_by(Allocation.attempt, Allocation.rank)))
+
+
+def append_logs(session: Session, job_id: str, lines: Iterable[tuple[str, str]]) -> int:
+    """Store (stream, line) pairs; over-long lines are cut, not refused."""
+    get_job(session, job_id)
+    rows = [
+        JobLogLine(job_id=job_id, stream=stream, line=line[:MAX_LOG_LINE_CHARS])
+        for stream, line in lines
+    ]
+    session.add_all(rows)
+    return len(rows)
+
+
+def read_logs(
+    session: Session, job_id: str, *, after: int = 0, limit: int = 1000, tail: int | None = None
+) -> list[JobLogLine]:
+    """Lines after the cursor `after`, or the last `tail` lines."""
+    get_job(session, job_id)
+    stmt = select(JobLogLine).where(JobLogLine.job_id == job_id)
+    if tail is not None:
+        rows = list(session.scalars(stmt.order_by(JobLogLine.id.desc()).limit(tail)))
+        return rows[::-1]
+    return list(
+        session.scalars(stmt.where(JobLogLine.id > after).order_by(JobLogLine.id).limit(limit))
+    )
+
+
+def record_metrics(
+    session: Session,
+    job_id: str,
+    *,
+    step: int,
+    values: dict[str, float],
+    attempt: int | None = None,
+) -> JobMetric:
+    """Store a step report and fold it into the job's summary metrics."""
+    job = get_job(session, job_id)
+    metric = JobMetric(job_id=job_id, attempt=attempt or job.attempt, step=step, values=values)
+    session.add(metric)
+    summary: dict[str, Any] = dict(job.metrics or {})
+    summary.update(values)
+    summary["step"] = step
+    job.metrics = summary
+    return metric
+
+
+def list_metrics(
+    session: Session, job_id: str, *, after: int = 0, limit: int = 1000
+) -> list[JobMetric]:
+    get_job(session, job_id)
+    return list(
+        session.scalars(
+            select(JobMetric)
+            .where(JobMetric.job_id == job_id, JobMetric.id > after)
+            .order_by(JobMetric.id)
+            .limit(limit)
+        )
+    )

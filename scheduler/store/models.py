@@ -1,0 +1,281 @@
+"""SQLAlchemy 2 tables of the registry.
+
+Conventions: plural snake_case tables, `*_at` UTC timestamps, `*_bytes`,
+named constraints (so Alembic diffs are stable across SQLite and
+PostgreSQL), and CHECKs that keep states and resources honest even against
+a buggy writer.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from ..domain.states import JobState, NodeState
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _in(column: str, values: type[JobState] | type[NodeState]) -> str:
+    listed = ", ".join(f"'{v.value}'" for v in values)
+    return f"{column} IN ({listed})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    """A researcher or admin. Placeholder until the security issue adds tokens and roles."""
+
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Project(Base):
+    """A group that owns jobs and donates nodes; `weight` is its fair-share weight."""
+
+    __tablename__ = "projects"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (CheckConstraint("weight > 0", name="weight_positive"),)
+
+
+class Node(Base):
+    """A donated machine: what it shares, where it is, and its lease."""
+
+    __tablename__ = "nodes"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), default=NodeState.ENROLLED.value)
+    cpus: Mapped[float] = mapped_column(Float)
+    memory_bytes: Mapped[int] = mapped_column(BigInteger)
+    gpus: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_model: Mapped[str | None] = mapped_column(String(100))
+    gpu_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    gpu_type: Mapped[str | None] = mapped_column(String(40))
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    region: Mapped[str | None] = mapped_column(String(40))
+    donor_project: Mapped[str | None] = mapped_column(String(100))
+    pue: Mapped[float] = mapped_column(Float, default=1.0)
+    credential_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    lease_epoch: Mapped[int] = mapped_column(Integer, default=1)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    utilization: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        CheckConstraint(_in("state", NodeState), name="state_valid"),
+        CheckConstraint("cpus >= 0 AND memory_bytes >= 0 AND gpus >= 0", name="resources_nonneg"),
+        CheckConstraint("pue >= 1.0", name="pue_at_least_one"),
+        CheckConstraint("lease_epoch >= 1", name="epoch_positive"),
+        Index("ix_nodes_state", "state"),
+    )
+
+
+class EnrollmentToken(Base):
+    """A single-use, expiring secret that lets one agent enroll one node."""
+
+    __tablename__ = "enrollment_tokens"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    node_id: Mapped[str | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Job(Base):
+    """A training job: who asked, what to run, what it needs, where it is."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(100))
+    project: Mapped[str] = mapped_column(String(100))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED.value)
+    # The spec: what runs and what each worker needs.
+    entrypoint: Mapped[str] = mapped_column(String(500))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    working_dir: Mapped[str | None] = mapped_column(String(1000))
+    env: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    workers_min: Mapped[int] = mapped_column(Integer, default=1)
+    workers_max: Mapped[int] = mapped_column(Integer, default=1)
+    cpus_per_worker: Mapped[float] = mapped_column(Float, default=1.0)
+    memory_bytes_per_worker: Mapped[int] = mapped_column(BigInteger, default=0)
+    gpus_per_worker: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_type: Mapped[str | None] = mapped_column(String(40))
+    label_selector: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    max_runtime_s: Mapped[int | None] = mapped_column(Integer)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    # Life.
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    placed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    pending_reason: Mapped[str | None] = mapped_column(String(500))
+    exit_reason: Mapped[str | None] = mapped_column(Text)
+    runner_ref: Mapped[str | None] = mapped_column(String(200))
+    checkpoint_uri: Mapped[str | None] = mapped_column(String(1000))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (
+        CheckConstraint(_in("state", JobState), name="state_valid"),
+        CheckConstraint("workers_min >= 1 AND workers_max >= workers_min", name="workers_range"),
+        CheckConstraint(
+            "cpus_per_worker >= 0 AND memory_bytes_per_worker >= 0 AND gpus_per_worker >= 0",
+            name="resources_nonneg",
+        ),
+        CheckConstraint("attempt >= 1 AND max_attempts >= 1", name="attempts_positive"),
+        Index("ix_jobs_state_priority", "state", "priority", "submitted_at"),
+        Index("ix_jobs_project", "project"),
+        Index("ix_jobs_owner", "owner"),
+    )
+
+
+class Allocation(Base):
+    """One worker rank of one job attempt on one node, with the resources it holds.
+
+    Active while `released_at` is NULL; kept afterwards as the record of
+    where each attempt ran.
+    """
+
+    __tablename__ = "allocations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int] = mapped_column(Integer)
+    cpus: Mapped[float] = mapped_column(Float)
+    memory_bytes: Mapped[int] = mapped_column(BigInteger)
+    gpus: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "attempt", "rank", name="uq_allocations_job_attempt_rank"),
+        CheckConstraint("rank >= 0", name="rank_nonneg"),
+        CheckConstraint("cpus >= 0 AND memory_bytes >= 0 AND gpus >= 0", name="resources_nonneg"),
+        Index(
+            "ix_allocations_active_node",
+            "node_id",
+            sqlite_where=text("released_at IS NULL"),
+            postgresql_where=text("released_at IS NULL"),
+        ),
+        Index("ix_allocations_job", "job_id"),
+    )
+
+
+class JobEvent(Base):
+    """Every job state change: from, to, who and why. Written in the same transaction."""
+
+    __tablename__ = "job_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_job_events_job", "job_id", "id"),)
+
+
+class NodeEvent(Base):
+    """Every node state change, like `JobEvent`."""
+
+    __tablename__ = "node_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_node_events_node", "node_id", "id"),)
+
+
+class JobLogLine(Base):
+    """A line of a job's output; `id` is the cursor `logs -f` follows."""
+
+    __tablename__ = "job_log_lines"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    stream: Mapped[str] = mapped_column(String(16), default="stdout")
+    line: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_job_log_lines_job", "job_id", "id"),)
+
+
+class JobMetric(Base):
+    """A step report from job code: loss, samples/s, step, epoch..."""
+
+    __tablename__ = "job_metrics"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    values: Mapped[dict[str, float]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_job_metrics_job", "job_id", "id"),)

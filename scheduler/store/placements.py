@@ -1,0 +1,123 @@
+"""Carries out a policy's placements in the registry, each all-or-nothing.
+
+Every placement runs in its own savepoint inside the cycle's transaction:
+the job moves QUEUED -> PLACED by compare-and-set, its allocations are
+inserted, and the nodes' capacity is re-checked in SQL with the node rows
+locked (PostgreSQL), so a stale snapshot or a second scheduler can never
+over-allocate a node. A placement that fails any check is undone alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ..domain.errors import CommonpoolError, Conflict
+from ..domain.states import JobState, NodeState
+from ..policy import Placement
+from .models import Allocation, Job, Node, utcnow
+from .transitions import transition_job
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    placed: tuple[str, ...]
+    rejected: dict[str, str]
+
+
+def apply_placements(
+    session: Session, placements: tuple[Placement, ...], *, actor: str = "scheduler"
+) -> ApplyResult:
+    placed: list[str] = []
+    rejected: dict[str, str] = {}
+    for placement in placements:
+        try:
+            with session.begin_nested():
+                _place(session, placement, actor=actor)
+            placed.append(placement.job_id)
+        except CommonpoolError as exc:
+            rejected[placement.job_id] = exc.detail
+    return ApplyResult(tuple(placed), rejected)
+
+
+def _place(session: Session, placement: Placement, *, actor: str) -> None:
+    node_ids = sorted({w.node_id for w in placement.workers})
+    # Lock the nodes in id order (no deadlock between schedulers) before counting.
+    session.execute(
+        select(Node.id).where(Node.id.in_(node_ids)).order_by(Node.id).with_for_update()
+    )
+    nodes = ", ".join(node_ids)
+    transition_job(
+        session,
+        placement.job_id,
+        JobState.PLACED,
+        actor=actor,
+        reason=f"placed on {nodes}",
+        placed_at=utcnow(),
+        pending_reason=None,
+    )
+    attempt = session.scalar(select(Job.attempt).where(Job.id == placement.job_id))
+    session.add_all(
+        Allocation(
+            job_id=placement.job_id,
+            node_id=w.node_id,
+            attempt=attempt,
+            rank=w.rank,
+            cpus=w.resources.cpus,
+            memory_bytes=w.resources.memory_bytes,
+            gpus=w.resources.gpus,
+        )
+        for w in placement.workers
+    )
+    session.flush()
+    _check_capacity(session, node_ids)
+
+
+def _check_capacity(session: Session, node_ids: list[str]) -> None:
+    rows = session.execute(
+        select(
+            Node.id,
+            Node.state,
+            Node.cpus,
+            Node.memory_bytes,
+            Node.gpus,
+            func.coalesce(func.sum(Allocation.cpus), 0),
+            func.coalesce(func.sum(Allocation.memory_bytes), 0),
+            func.coalesce(func.sum(Allocation.gpus), 0),
+        )
+        .outerjoin(Allocation, (Allocation.node_id == Node.id) & Allocation.released_at.is_(None))
+        .where(Node.id.in_(node_ids))
+        .group_by(Node.id, Node.state, Node.cpus, Node.memory_bytes, Node.gpus)
+    ).all()
+    if len(rows) != len(node_ids):
+        raise Conflict("a placement names a node that does not exist")
+    for node_id, state, cpus, mem, gpus, used_cpus, used_mem, used_gpus in rows:
+        if state != NodeState.ONLINE.value:
+            raise Conflict(f"node {node_id} is {state}, not ONLINE")
+        if used_cpus > cpus + 1e-9 or used_mem > mem or used_gpus > gpus:
+            raise Conflict(f"node {node_id} would be over-allocated")
+
+
+def record_pending_reasons(session: Session, reasons: dict[str, str]) -> int:
+    """Store why each job still waits, touching only rows whose reason changed."""
+    if not reasons:
+        return 0
+    current = dict(
+        session.execute(select(Job.id, Job.pending_reason).where(Job.id.in_(list(reasons))))
+        .tuples()
+        .all()
+    )
+    changed = 0
+    for job_id, reason in reasons.items():
+        reason = reason[:500]
+        if job_id in current and current[job_id] != reason:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
+                .values(pending_reason=reason)
+                .execution_options(synchronize_session=False)
+            )
+            changed += 1
+    return changed

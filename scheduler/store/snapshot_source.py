@@ -1,0 +1,112 @@
+"""Builds the policy's `ClusterSnapshot` from the registry.
+
+Three queries per cycle (schedulable nodes with their used resources, queued
+jobs, running jobs with allocations), never one per job or node.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..domain.states import JobState, NodeState
+from ..policy import ClusterSnapshot, JobView, NodeView, Resources, RunningJobView, WorkerSlot
+from .models import Allocation, Job, Node, Project
+
+
+def _ts(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def job_view(job: Job) -> JobView:
+    return JobView(
+        id=job.id,
+        per_worker=Resources(job.cpus_per_worker, job.memory_bytes_per_worker, job.gpus_per_worker),
+        workers_min=job.workers_min,
+        workers_max=job.workers_max,
+        gpu_type=job.gpu_type,
+        priority=job.priority,
+        project=job.project,
+        owner=job.owner,
+        submitted_at=job.submitted_at.timestamp(),
+        deadline=_ts(job.deadline_at),
+        label_selector=dict(job.label_selector or {}),
+        estimated_runtime_s=float(job.max_runtime_s) if job.max_runtime_s else None,
+    )
+
+
+def load_snapshot(session: Session, *, now: float, queue_limit: int = 10_000) -> ClusterSnapshot:
+    """The pool as a policy sees it at `now` (epoch seconds)."""
+    used = (
+        select(
+            Allocation.node_id,
+            func.sum(Allocation.cpus).label("cpus"),
+            func.sum(Allocation.memory_bytes).label("mem"),
+            func.sum(Allocation.gpus).label("gpus"),
+        )
+        .where(Allocation.released_at.is_(None))
+        .group_by(Allocation.node_id)
+        .subquery()
+    )
+    node_rows = session.execute(
+        select(Node, used.c.cpus, used.c.mem, used.c.gpus)
+        .outerjoin(used, used.c.node_id == Node.id)
+        .where(Node.state == NodeState.ONLINE.value)
+        .order_by(Node.id)
+    ).all()
+    nodes = []
+    for node, cpus, mem, gpus in node_rows:
+        total = Resources(node.cpus, node.memory_bytes, node.gpus)
+        nodes.append(
+            NodeView(
+                id=node.id,
+                total=total,
+                free=total - Resources(float(cpus or 0), int(mem or 0), int(gpus or 0)),
+                gpu_type=node.gpu_type,
+                labels=dict(node.labels or {}),
+                region=node.region,
+                donor_project=node.donor_project,
+            )
+        )
+    queued = session.scalars(
+        select(Job)
+        .where(Job.state == JobState.QUEUED.value)
+        .order_by(Job.priority.desc(), Job.submitted_at, Job.id)
+        .limit(queue_limit)
+    ).all()
+    return ClusterSnapshot(
+        now=now,
+        nodes=tuple(nodes),
+        queued=tuple(job_view(j) for j in queued),
+        running=_running(session),
+        project_weights=dict(session.execute(select(Project.name, Project.weight)).tuples().all()),
+    )
+
+
+def _running(session: Session) -> tuple[RunningJobView, ...]:
+    rows = session.execute(
+        select(Job, Allocation)
+        .join(Allocation, (Allocation.job_id == Job.id) & Allocation.released_at.is_(None))
+        .where(Job.state.in_([s.value for s in JobState if s.holds_allocation]))
+        .order_by(Job.id, Allocation.rank)
+    ).all()
+    slots: dict[str, list[WorkerSlot]] = defaultdict(list)
+    jobs: dict[str, Job] = {}
+    for job, alloc in rows:
+        jobs[job.id] = job
+        slots[job.id].append(
+            WorkerSlot(
+                alloc.node_id, alloc.rank, Resources(alloc.cpus, alloc.memory_bytes, alloc.gpus)
+            )
+        )
+    return tuple(
+        RunningJobView(
+            job=job_view(job),
+            workers=tuple(slots[job_id]),
+            started_at=(job.started_at or job.placed_at or job.submitted_at).timestamp(),
+        )
+        for job_id, job in jobs.items()
+    )

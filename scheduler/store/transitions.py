@@ -1,0 +1,99 @@
+"""The only writer of `state` columns.
+
+A transition is a compare-and-set (`UPDATE ... WHERE id = :id AND state =
+:seen`) plus its event row, in the caller's transaction. Two writers racing
+on the same entity cannot both win: the database lets one UPDATE match; the
+other re-reads, finds a state from which the move is not allowed, and
+raises `InvalidTransition` (HTTP 409). Because the UPDATE names the exact
+state it saw, the event's `from_state` is always true.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..domain.errors import InvalidTransition, NotFound
+from ..domain.states import JobState, NodeState, job_sources, node_sources
+from .models import Job, JobEvent, Node, NodeEvent, utcnow
+
+_CAS_RETRIES = 5
+
+
+def transition_job(
+    session: Session,
+    job_id: str,
+    target: JobState,
+    *,
+    actor: str,
+    reason: str | None = None,
+    expect: frozenset[JobState] | None = None,
+    **values: Any,
+) -> JobState:
+    """Move a job to `target` and record the event; returns the state it left.
+
+    `expect` narrows the allowed source states (e.g. requeue only from
+    PREEMPTED); `values` are extra columns set in the same UPDATE.
+    """
+    sources = job_sources(target) if expect is None else job_sources(target) & expect
+    previous = _compare_and_set(session, Job, "job", job_id, target, sources, values)
+    session.add(
+        JobEvent(
+            job_id=job_id, from_state=previous, to_state=target.value, actor=actor, reason=reason
+        )
+    )
+    return JobState(previous)
+
+
+def transition_node(
+    session: Session,
+    node_id: str,
+    target: NodeState,
+    *,
+    actor: str,
+    reason: str | None = None,
+    **values: Any,
+) -> NodeState:
+    """Move a node to `target` and record the event; returns the state it left."""
+    previous = _compare_and_set(
+        session, Node, "node", node_id, target, node_sources(target), values
+    )
+    session.add(
+        NodeEvent(
+            node_id=node_id, from_state=previous, to_state=target.value, actor=actor, reason=reason
+        )
+    )
+    return NodeState(previous)
+
+
+def _compare_and_set(
+    session: Session,
+    model: type[Job] | type[Node],
+    entity: str,
+    entity_id: str,
+    target: JobState | NodeState,
+    sources: frozenset[Any],
+    values: dict[str, Any],
+) -> str:
+    allowed = {s.value for s in sources}
+    for _ in range(_CAS_RETRIES):
+        seen = session.scalar(
+            select(model.state)
+            .where(model.id == entity_id)
+            .execution_options(populate_existing=True)
+        )
+        if seen is None:
+            raise NotFound(f"{entity} {entity_id} not found", entity=entity, id=entity_id)
+        if seen not in allowed:
+            raise InvalidTransition(entity, entity_id, seen, target.value)
+        stmt = (
+            update(model)
+            .where(model.id == entity_id, model.state == seen)
+            .values(state=target.value, updated_at=utcnow(), **values)
+            .execution_options(synchronize_session=False)
+        )
+        if session.execute(stmt).rowcount == 1:
+            return seen
+    raise InvalidTransition(entity, entity_id, seen, target.value)

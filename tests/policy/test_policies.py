@@ -1,0 +1,152 @@
+"""Each policy's defining behaviour on hand-made snapshots."""
+
+from collections import Counter
+
+from commonpool.scheduler.policy import (
+    JobView,
+    Resources,
+    RunningJobView,
+    WorkerSlot,
+    make_policy,
+)
+from commonpool.scheduler.policy.credits import accrue, effective_weights
+from commonpool.scheduler.policy.throughput import ThroughputTable
+
+from .builders import GIB, job, node, snapshot
+
+
+def running(j: JobView, node_id: str, started_at: float = 0.0, end: float | None = None):
+    slots = tuple(WorkerSlot(node_id, r, j.per_worker) for r in range(j.workers_max))
+    return RunningJobView(j, slots, started_at, end)
+
+
+def test_backfill_does_not_delay_the_reserved_job() -> None:
+    busy = job("busy", 4)
+    snap = snapshot(
+        [node("a", 4), node("b", 4, free_gpus=0)],
+        [job("head", 4, 2, submitted_at=1), job("small", 1, submitted_at=2),
+         job("short", 1, submitted_at=3, estimated_runtime_s=50)],
+        running=(running(busy, "b", end=100.0),),
+    )
+    plan = make_policy("backfill").plan(snap)
+    assert [p.job_id for p in plan.placements] == ["short"]  # ends before the shadow time
+    assert "reserved for job head" in plan.pending_reasons["small"]
+    assert "head of queue" in plan.pending_reasons["head"]
+
+
+def test_backfill_uses_capacity_the_head_does_not_need() -> None:
+    snap = snapshot(
+        [node("a", 4), node("b", 4, free_gpus=1), node("c", 2, gpu_type="k80")],
+        [job("head", 8, 1, gpu_type="v100", submitted_at=1), job("small", 1, submitted_at=2)],
+        running=(running(job("busy", 3), "b", end=100.0),),
+    )
+    plan = make_policy("backfill").plan(snap)
+    assert [p.job_id for p in plan.placements] == ["small"]
+
+
+def test_las_preempts_long_running_job_for_new_one() -> None:
+    old = job("old", 4, attained_service_s=50 * 3600)
+    snap = snapshot([node("a", 4, free_gpus=0)], [job("new", 4, submitted_at=10)],
+                    running=(running(old, "a"),))
+    plan = make_policy("las").plan(snap)
+    assert [p.job_id for p in plan.placements] == ["new"]
+    assert [p.job_id for p in plan.preemptions] == ["old"]
+
+
+def test_las_does_not_preempt_within_one_queue() -> None:
+    peer = job("peer", 4, attained_service_s=600)
+    snap = snapshot([node("a", 4, free_gpus=0)], [job("new", 4, submitted_at=10)],
+                    running=(running(peer, "a"),))
+    plan = make_policy("las").plan(snap)
+    assert plan.placements == () and plan.preemptions == ()
+    assert "LAS queue 0" in plan.pending_reasons["new"]
+
+
+def test_las_orders_by_attained_service_not_arrival() -> None:
+    snap = snapshot([node("a", 4)], [job("served", 4, attained_service_s=7200),
+                                     job("fresh", 4, submitted_at=99)])
+    assert [p.job_id for p in make_policy("las").plan(snap).placements] == ["fresh"]
+
+
+def _two_projects(n: int = 20) -> list[JobView]:
+    return [job(f"{p}{i}", 1, project=p, submitted_at=i) for p in "ab" for i in range(n)]
+
+
+def test_fair_share_converges_to_weights() -> None:
+    snap = snapshot([node(f"n{i}", 4) for i in range(4)], _two_projects(),
+                    project_weights={"a": 3.0, "b": 1.0})
+    plan = make_policy("fair").plan(snap)
+    assert Counter(p.job_id[0] for p in plan.placements) == {"a": 12, "b": 4}
+    assert "project a over fair share" in plan.pending_reasons["a12"]
+
+
+def test_donor_credits_raise_a_donor_projects_share() -> None:
+    nodes = [node(f"n{i}", 4) for i in range(4)]
+    equal = make_policy("fair").plan(snapshot(nodes, _two_projects()))
+    donor = make_policy("fair").plan(snapshot(nodes, _two_projects(), donor_credits={"b": 10.0}))
+    assert Counter(p.job_id[0] for p in equal.placements)["b"] == 8
+    assert Counter(p.job_id[0] for p in donor.placements)["b"] == 12
+
+
+def test_fair_preempts_over_share_project_only_after_grace() -> None:
+    hogs = [job(f"a{i}", 4, project="a") for i in range(2)]
+    runs = tuple(running(h, f"n{i}", started_at=0.0) for i, h in enumerate(hogs))
+    nodes = [node("n0", 4, free_gpus=0), node("n1", 4, free_gpus=0)]
+    queued = [job("b0", 4, project="b"), job("a9", 4, project="a")]
+    early = make_policy("fair", grace_s=600).plan(snapshot(nodes, queued, running=runs))
+    assert early.preemptions == ()
+    late = make_policy("fair", grace_s=600).plan(
+        snapshot(nodes, queued, running=runs).__class__(1000.0, tuple(nodes), tuple(queued), runs)
+    )
+    assert [p.job_id for p in late.placements] == ["b0"]
+    assert len(late.preemptions) == 1 and late.preemptions[0].job_id.startswith("a")
+
+
+def test_credit_decay_and_weight_bonus() -> None:
+    credits = accrue({"a": 10.0}, {"b": 3600.0}, dt_s=3600, half_life_s=3600)
+    assert credits == {"a": 5.0, "b": 1.0}
+    w = effective_weights(["a", "b", "c"], {}, {"a": 3.0, "b": 1.0})
+    assert w["a"] > w["b"] > w["c"] == 1.0
+    assert abs(sum(w.values()) - 6.0) < 1e-9
+
+
+TABLE = ThroughputTable({
+    "fast-on-v100": {1: {"k80": 1.0, "v100": 10.0}},
+    "indifferent": {1: {"k80": 4.0, "v100": 5.0}},
+})
+
+
+def test_hetero_gives_v100_to_the_biggest_speedup() -> None:
+    snap = snapshot(
+        [node("k", 1, "k80"), node("v", 1, "v100")],
+        [job("meh", 1, job_type="indifferent", submitted_at=0),
+         job("speedy", 1, job_type="fast-on-v100", submitted_at=1)],
+    )
+    for name in ("hetero", "fifo+hetero", "fair+hetero", "backfill+hetero"):
+        plan = make_policy(name, throughputs=TABLE).plan(snap)
+        where = {p.job_id: p.workers[0].node_id for p in plan.placements}
+        assert where == {"speedy": "v", "meh": "k"}, name
+
+
+def test_hetero_falls_back_for_unknown_job_types() -> None:
+    snap = snapshot([node("k", 1, "k80")], [job("x", 1, job_type="never-measured")])
+    assert len(make_policy("hetero", throughputs=TABLE).plan(snap).placements) == 1
+
+
+def test_hetero_never_offers_a_type_where_the_job_cannot_run() -> None:
+    table = ThroughputTable({"big": {1: {"k80": 0.0, "v100": 2.0}}})
+    snap = snapshot([node("k", 1, "k80")], [job("x", 1, job_type="big")])
+    assert make_policy("fifo+hetero", throughputs=table).plan(snap).placements == ()
+
+
+def test_bundled_table_has_gavel_rates() -> None:
+    table = ThroughputTable.bundled()
+    assert table.rate("ResNet-50 (batch size 128)", 2, "k80") == 0.0
+    assert table.rate("A3C", 1, "v100") > table.rate("A3C", 1, "k80")
+
+
+def test_cpu_only_job_prefers_cpu_nodes() -> None:
+    cpu = node("c", gpus=0, cpus=16)
+    snap = snapshot([node("g", 4), cpu], [JobView("j", Resources(8, GIB, 0))])
+    (placement,) = make_policy("fifo").plan(snap).placements
+    assert placement.node_ids == ("c",)

@@ -1,0 +1,64 @@
+"""The state machines: the table is honest and the store enforces it."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from commonpool.scheduler.domain.errors import InvalidTransition, NotFound
+from commonpool.scheduler.domain.states import (
+    JOB_TRANSITIONS,
+    NODE_TRANSITIONS,
+    JobState,
+    NodeState,
+)
+from commonpool.scheduler.services.jobs import list_events, submit_job
+from commonpool.scheduler.store.models import Job
+from commonpool.scheduler.store.transitions import transition_job
+from commonpool.scheduler.store.uow import Database
+
+from tests.builders import job_spec
+
+
+def test_every_state_has_a_row_and_terminal_states_are_dead_ends() -> None:
+    assert set(JOB_TRANSITIONS) == set(JobState)
+    assert set(NODE_TRANSITIONS) == set(NodeState)
+    for state, targets in JOB_TRANSITIONS.items():
+        assert (not targets) == state.terminal
+
+
+def test_cancel_is_allowed_from_every_non_final_state() -> None:
+    for state in JobState:
+        if not state.terminal and state is not JobState.CANCELLED:
+            assert JobState.CANCELLED in JOB_TRANSITIONS[state]
+
+
+def _force_state(db: Database, job_id: str, state: JobState) -> None:
+    with db.unit_of_work() as session:
+        session.get(Job, job_id).state = state.value  # test setup only
+
+
+@pytest.mark.parametrize(("source", "target"), list(itertools.product(JobState, JobState)))
+def test_store_allows_exactly_the_table(db: Database, source: JobState, target: JobState) -> None:
+    with db.unit_of_work() as session:
+        job_id = submit_job(session, job_spec(), actor="t").id
+    _force_state(db, job_id, source)
+    allowed = target in JOB_TRANSITIONS[source]
+    if allowed:
+        with db.unit_of_work() as session:
+            assert transition_job(session, job_id, target, actor="t", reason="r") == source
+        with db.unit_of_work(write=False) as session:
+            events = list_events(session, job_id)
+            assert (events[-1].from_state, events[-1].to_state) == (source.value, target.value)
+    else:
+        with pytest.raises(InvalidTransition) as info, db.unit_of_work() as session:
+            transition_job(session, job_id, target, actor="t")
+        assert info.value.fields["current"] == source.value
+        with db.unit_of_work(write=False) as session:
+            assert session.get(Job, job_id).state == source.value
+            assert len(list_events(session, job_id)) == 1  # only "submitted"
+
+
+def test_unknown_job_is_not_found(db: Database) -> None:
+    with pytest.raises(NotFound), db.unit_of_work() as session:
+        transition_job(session, "job_nope", JobState.CANCELLED, actor="t")
