@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from commonpool.scheduler.config import Settings
-from commonpool.scheduler.store.engine import make_engine
-from commonpool.scheduler.store.uow import Database
 from fastapi import FastAPI
 
 from commonpool import __version__
+from commonpool.scheduler.config import Settings
+from commonpool.scheduler.store.engine import make_engine
+from commonpool.scheduler.store.uow import Database
 
 from .limits import BodySizeLimit
 from .problems import install_problem_handlers

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
 from commonpool.scheduler.config import Settings
 from commonpool.scheduler.domain.errors import Unauthorized
 from commonpool.scheduler.services.nodes import authenticate_node
 from commonpool.scheduler.store.models import Node
 from commonpool.scheduler.store.uow import Database
-from fastapi import Depends, Header, Request
-from sqlalchemy.orm import Session
 
 
 def get_db(request: Request) -> Database:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from commonpool.scheduler.domain import errors as e
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from commonpool.scheduler.domain import errors as e
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_S = 5

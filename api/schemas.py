@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from commonpool.scheduler.spec import JobSpec, LabelKey, LabelValue, Name, ResourcesSpec
 from pydantic import BaseModel, ConfigDict, Field
+
+from commonpool.scheduler.spec import JobSpec, LabelKey, LabelValue, Name, ResourcesSpec
 
 T = TypeVar("T")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from commonpool.scheduler.store.engine import is_sqlite, make_engine
 from commonpool.scheduler.store.models import Base
 

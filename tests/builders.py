@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from commonpool.scheduler.services.nodes import (
     NodeRegistration,
     create_enrollment_token,
@@ -13,7 +15,6 @@ from commonpool.scheduler.services.nodes import (
 )
 from commonpool.scheduler.spec import JobSpec
 from commonpool.scheduler.store.models import Node
-from sqlalchemy.orm import Session
 
 
 def job_spec(**overrides: Any) -> JobSpec:

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
 from commonpool.api.app import create_app
 from commonpool.migrations import upgrade
 from commonpool.scheduler.config import Settings
 from commonpool.scheduler.store.engine import make_engine
 from commonpool.scheduler.store.uow import Database
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 PG_ENV = "COMMONPOOL_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.pg)]
@@ -76,6 +77,8 @@ class PostgresTemplates:
 @pytest.fixture(scope="session")
 def pg_templates() -> Iterator[PostgresTemplates]:
     url = postgres_url()
+    if url is None and os.environ.get("CI"):
+        pytest.fail(f"CI must run the PostgreSQL tests, but {PG_ENV} is not set")
     if url is None:
         pytest.skip(f"{PG_ENV} is not set (make test sets it when PostgreSQL answers)")
     templates = PostgresTemplates(url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import typer
+
 from commonpool.scheduler.config import get_settings
 
 from ..client.sdk import Client

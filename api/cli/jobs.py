@@ -9,8 +9,9 @@ from typing import Any
 
 import typer
 import yaml
-from commonpool.scheduler.spec import JobSpec
 from pydantic import ValidationError
+
+from commonpool.scheduler.spec import JobSpec
 
 from . import render
 from .context import EXIT_JOB_FAILED, EXIT_USAGE, JsonOption, state

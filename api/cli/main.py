@@ -9,9 +9,11 @@ from __future__ import annotations
 import sys
 
 import typer
-from commonpool.scheduler.domain.errors import CommonpoolError
+from rich.markup import escape
 
 from commonpool import __version__
+from commonpool.scheduler.domain.errors import CommonpoolError
+from commonpool.scheduler.simulate.cli import simulate_command
 
 from ..client.errors import ConnectionFailed
 from . import jobs, nodes, server
@@ -46,14 +48,15 @@ app.command("enroll-token", rich_help_panel="Pool")(nodes.enroll_token)
 for command in (server.server, server.scheduler):
     app.command(rich_help_panel="Processes")(command)
 app.add_typer(server.db_app, name="db", rich_help_panel="Processes")
+app.command("simulate", rich_help_panel="Research")(simulate_command)
 
 
 def main() -> None:
     try:
         app()
     except ConnectionFailed as exc:
-        err_console.print(f"[red]connection error[/]: {exc.detail}")
+        err_console.print(f"[red]connection error[/]: {escape(exc.detail)}")
         sys.exit(EXIT_CONNECTION)
     except CommonpoolError as exc:
-        err_console.print(f"[red]{exc.title}[/]: {exc.detail} [{exc.code}]")
+        err_console.print(f"[red]{escape(exc.title)}[/]: {escape(exc.detail)} \\[{exc.code}]")
         sys.exit(EXIT_API_PROBLEM)

@@ -1,20 +1,25 @@
-"""Process commands: server, scheduler, db upgrade."""
+"""Process commands: server, scheduler, db upgrade.
+
+Heavy imports (Alembic, SQLAlchemy, uvicorn) happen inside the commands, so
+the client commands of the CLI start fast.
+"""
 
 from __future__ import annotations
 
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
-from commonpool.migrations import upgrade as upgrade_database
+
 from commonpool.scheduler.config import Settings, get_settings
-from commonpool.scheduler.loop import SchedulerLoop
-from commonpool.scheduler.policy import make_policy
-from commonpool.scheduler.store.engine import make_engine
-from commonpool.scheduler.store.uow import Database
 
 from . import render
+
+if TYPE_CHECKING:
+    from commonpool.scheduler.loop import SchedulerLoop
+    from commonpool.scheduler.store.uow import Database
 
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 
@@ -22,6 +27,8 @@ db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head", help="Target Alembic revision.")) -> None:
     """Apply migrations to the configured database (COMMONPOOL_DATABASE_URL)."""
+    from commonpool.migrations import upgrade as upgrade_database
+
     url = get_settings().resolved_database_url
     upgrade_database(url, revision)
     render.console.print(f"database at revision {revision}: {_redact(url)}")
@@ -33,7 +40,20 @@ def _redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def open_database(settings: Settings) -> Database:
+    """Migrate the configured database to head and connect to it."""
+    from commonpool.migrations import upgrade as upgrade_database
+    from commonpool.scheduler.store.engine import make_engine
+    from commonpool.scheduler.store.uow import Database
+
+    upgrade_database(settings.resolved_database_url)
+    return Database(make_engine(settings.resolved_database_url))
+
+
 def build_loop(settings: Settings, db: Database, policy: str | None = None) -> SchedulerLoop:
+    from commonpool.scheduler.loop import SchedulerLoop
+    from commonpool.scheduler.policy import make_policy
+
     def log_error(exc: Exception) -> None:
         render.err_console.print(f"[yellow]scheduler step failed[/]: {exc}")
 
@@ -59,8 +79,7 @@ def server(
     from ..app import create_app
 
     settings = get_settings()
-    upgrade_database(settings.resolved_database_url)
-    db = Database(make_engine(settings.resolved_database_url))
+    db = open_database(settings)
     loop = build_loop(settings, db) if with_scheduler else None
     app = create_app(settings, db, wake_scheduler=loop.wake if loop else None)
     if loop is not None:
@@ -88,8 +107,7 @@ def scheduler(
 ) -> None:
     """Run the scheduling loop against the registry."""
     settings = get_settings()
-    upgrade_database(settings.resolved_database_url)
-    db = Database(make_engine(settings.resolved_database_url))
+    db = open_database(settings)
     loop = build_loop(settings, db, policy)
     if interval is not None:
         loop.interval_s = interval

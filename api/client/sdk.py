@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import httpx
-from commonpool.scheduler.domain.states import JobState
 from pydantic import BaseModel, TypeAdapter
+
+from commonpool.scheduler.domain.states import JobState
 
 from ..schemas import (
     AllocationRead,

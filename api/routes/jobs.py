@@ -7,10 +7,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from commonpool.scheduler.domain.states import JobState
-from commonpool.scheduler.services import jobs as svc
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
+
+from commonpool.scheduler.domain.states import JobState
+from commonpool.scheduler.services import jobs as svc
 
 from ..deps import ReadSession, WriteSession, get_db
 from ..schemas import (

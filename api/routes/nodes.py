@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from commonpool.scheduler.services import nodes as svc
 from fastapi import APIRouter, status
+
+from commonpool.scheduler.services import nodes as svc
 
 from ..deps import NodeDep, ReadSession, SettingsDep, WriteSession
 from ..schemas import (

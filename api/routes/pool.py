@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from commonpool.scheduler.domain.errors import Unavailable
-from commonpool.scheduler.services.pool import pool_summary
 from fastapi import APIRouter, Request
 from sqlalchemy import text
+
+from commonpool.scheduler.domain.errors import Unavailable
+from commonpool.scheduler.services.pool import pool_summary
 
 from ..deps import ReadSession
 from ..schemas import PoolSummaryRead

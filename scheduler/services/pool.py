@@ -30,8 +30,8 @@ class PoolSummary:
 
 def pool_summary(session: Session) -> PoolSummary:
     """Capacity counts ONLINE/DRAINING/CORDONED nodes; free counts only ONLINE ones."""
-    jobs = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).tuples())
-    nodes = dict(session.execute(select(Node.state, func.count()).group_by(Node.state)).tuples())
+    jobs = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
+    nodes = dict(session.execute(select(Node.state, func.count()).group_by(Node.state)).all())
     present = (NodeState.ONLINE, NodeState.DRAINING, NodeState.CORDONED)
     online = (NodeState.ONLINE,)
     online_cap, online_used = _capacity(session, online), _used(session, online)

@@ -124,7 +124,7 @@ class Simulator:
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> SimResult:
         jobs = [SimJob(t, self.project_of(t)) for t in self.trace]
-        by_id = {str(j.trace.index): j for j in jobs}
+        {str(j.trace.index): j for j in jobs}
         arrivals = list(reversed(jobs))  # pop() = next arrival
         queued: dict[str, SimJob] = {}
         running: dict[str, SimJob] = {}
@@ -255,7 +255,7 @@ class Simulator:
                   running: dict[str, SimJob], credits: dict[str, float]) -> ClusterSnapshot:
         used: dict[str, Resources] = {}
         runs = []
-        for job_id, j in running.items():
+        for _job_id, j in running.items():
             assert j.placement is not None
             for w in j.placement.workers:
                 used[w.node_id] = used.get(w.node_id, Resources()) + w.resources

@@ -20,7 +20,8 @@ def simulate(
     max_jobs: int | None = None, **policy_options: Any,
 ) -> dict[str, Any]:
     """Run the simulation; with ``out`` (a directory) also write ``<name>.json``/``.html``."""
-    table = ThroughputTable.from_file(str(throughputs)) if throughputs else ThroughputTable.bundled()
+    table = (ThroughputTable.from_file(str(throughputs)) if throughputs
+             else ThroughputTable.bundled())
     if policy.endswith("hetero"):
         policy_options.setdefault("throughputs", table)
     jobs = read_trace(trace)[:max_jobs]

@@ -106,7 +106,6 @@ def record_pending_reasons(session: Session, reasons: dict[str, str]) -> int:
         return 0
     current = dict(
         session.execute(select(Job.id, Job.pending_reason).where(Job.id.in_(list(reasons))))
-        .tuples()
         .all()
     )
     changed = 0

@@ -82,7 +82,7 @@ def load_snapshot(session: Session, *, now: float, queue_limit: int = 10_000) ->
         nodes=tuple(nodes),
         queued=tuple(job_view(j) for j in queued),
         running=_running(session),
-        project_weights=dict(session.execute(select(Project.name, Project.weight)).tuples().all()),
+        project_weights=dict(session.execute(select(Project.name, Project.weight)).all()),
     )
 
 

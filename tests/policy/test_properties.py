@@ -2,6 +2,9 @@
 
 
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from commonpool.scheduler.policy import (
     POLICY_NAMES,
     ClusterSnapshot,
@@ -12,8 +15,6 @@ from commonpool.scheduler.policy import (
     WorkerSlot,
     make_policy,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 GIB = 2**30
 TYPES = ("k80", "v100", None)

@@ -1,4 +1,5 @@
 import pytest
+
 from commonpool.scheduler.policy import POLICY_NAMES, Policy, UnknownPolicyError, make_policy
 
 

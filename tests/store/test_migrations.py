@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
 from commonpool.migrations import downgrade, upgrade
 from commonpool.scheduler.store.engine import make_engine
 from commonpool.scheduler.store.models import Base
-from sqlalchemy import inspect
 
 
 def _diff(url: str) -> list[object]:

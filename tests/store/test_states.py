@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+
 from commonpool.scheduler.domain.errors import InvalidTransition, NotFound
 from commonpool.scheduler.domain.states import (
     JOB_TRANSITIONS,
@@ -16,7 +17,6 @@ from commonpool.scheduler.services.jobs import list_events, submit_job
 from commonpool.scheduler.store.models import Job
 from commonpool.scheduler.store.transitions import transition_job
 from commonpool.scheduler.store.uow import Database
-
 from tests.builders import job_spec
 
 

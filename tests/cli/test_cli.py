@@ -1,0 +1,82 @@
+"""The real `commonpool` executable against a real server over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+CLI = [sys.executable, "-m", "commonpool"]
+
+
+def run(server: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    prefix = ["--server", server] if server else []
+    result = subprocess.run([*CLI, *prefix, *args], capture_output=True, text=True, env=env,
+                            timeout=60)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} exited {result.returncode}: {result.stderr}")
+    return result
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_submit_from_file_list_show_cancel(live_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text("name: from-file\nentrypoint: pkg.train:loop\nworkers: 2\n"
+                        "resources: {cpus: 1, memory_bytes: 512MiB}\nargs: {lr: 0.1}\n")
+    out = run(live_server.url, "submit", str(job_file), "--arg", "epochs=3", "--project", "p1",
+              "--json")
+    job = json.loads(out.stdout)
+    assert job["args"] == {"lr": 0.1, "epochs": 3} and job["project"] == "p1"
+    assert job["workers_max"] == 2 and job["memory_bytes_per_worker"] == 512 * 2**20
+    listed = json.loads(run(live_server.url, "jobs", "--json", "--state", "queued").stdout)
+    assert [j["id"] for j in listed["items"]] == [job["id"]]
+    human = run(live_server.url, "jobs").stdout
+    assert job["id"] in human and "QUEUED" in human
+    shown = json.loads(run(live_server.url, "job", job["id"], "--json").stdout)
+    assert shown["events"][0]["to_state"] == "QUEUED"
+    assert "CANCELLED" in run(live_server.url, "cancel", job["id"]).stdout
+    again = run(live_server.url, "cancel", job["id"], check=False)
+    assert again.returncode == 3 and "invalid-transition" in again.stderr
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_exit_codes_for_bad_input_unknown_ids_and_no_server(live_server) -> None:  # type: ignore[no-untyped-def]
+    bad = run(live_server.url, "submit", "--name", "x", "--entrypoint", "no-colon", check=False)
+    assert bad.returncode == 2 and "entrypoint" in bad.stderr
+    missing = run(live_server.url, "job", "job_missing", check=False)
+    assert missing.returncode == 3 and "not-found" in missing.stderr
+    down = run(f"http://127.0.0.1:{free_port()}", "jobs", check=False)
+    assert down.returncode == 4 and "connection error" in down.stderr
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_nodes_and_enrollment_token(live_server) -> None:  # type: ignore[no-untyped-def]
+    token = json.loads(run(live_server.url, "enroll-token", "--json").stdout)["token"]
+    assert token.startswith("cpe_")
+    assert json.loads(run(live_server.url, "nodes", "--json").stdout) == []
+    summary = json.loads(run(live_server.url, "pool", "--json").stdout)
+    assert summary["nodes_by_state"]["ONLINE"] == 0
+    drained = run(live_server.url, "drain", "node_missing", check=False)
+    assert drained.returncode == 3
+
+
+def test_db_upgrade_and_scheduler_once(tmp_path: Path) -> None:
+    env = {**os.environ, "COMMONPOOL_STATE_DIR": str(tmp_path)}
+    up = subprocess.run([*CLI, "db", "upgrade"], capture_output=True, text=True, env=env,
+                        timeout=120)
+    assert up.returncode == 0, up.stderr
+    assert (tmp_path / "commonpool.db").exists()
+    once = subprocess.run([*CLI, "scheduler", "--once"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert once.returncode == 0, once.stderr
+    assert "placed 0" in once.stdout
+    bad = subprocess.run([*CLI, "scheduler", "--once", "--policy", "nope"], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert bad.returncode != 0 and "fifo" in bad.stderr

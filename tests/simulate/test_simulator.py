@@ -1,0 +1,85 @@
+"""The simulator: trace parsing, determinism, churn accounting, and the shared policy code."""
+
+from pathlib import Path
+
+import pytest
+
+from commonpool.scheduler.policy import make_policy
+from commonpool.scheduler.policy.throughput import ThroughputTable
+from commonpool.scheduler.simulate import ChurnModel, Simulator, parse_cluster, simulate
+from commonpool.scheduler.simulate.cli import simulate_command
+from commonpool.scheduler.simulate.trace import read_trace
+
+TRACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "traces"
+SMALL = TRACES / "philly_msr_seed0_2869ce.trace"
+LINE = "{jt}\tcmd\t-step\t1\t{steps}\t{arrival}\t{sf}\n"
+
+
+def write_trace(tmp_path: Path, rows: list[tuple[str, float, float, int]]) -> Path:
+    path = tmp_path / "tiny.trace"
+    path.write_text("".join(LINE.format(jt=jt, steps=s, arrival=a, sf=sf) for jt, s, a, sf in rows))
+    return path
+
+
+def test_gavel_conversion_caps_scale_and_single_gpu_families(tmp_path: Path) -> None:
+    path = write_trace(tmp_path, [("LM (batch size 5)", 10, 5, 32), ("A3C", 10, 0, 4)])
+    jobs = read_trace(path)
+    assert [(j.job_type, j.gpus, j.requested_gpus) for j in jobs] == [
+        ("A3C", 1, 4), ("LM (batch size 5)", 8, 32)]
+
+
+def test_single_job_runs_at_its_table_rate(tmp_path: Path) -> None:
+    table = ThroughputTable({"X": {1: {"v100": 2.0}}})
+    path = write_trace(tmp_path, [("X", 7200.0, 0.0, 1)])
+    sim = Simulator(read_trace(path), parse_cluster("v100:1"), make_policy("fifo"), table)
+    (job,) = sim.run().jobs
+    assert job.finish == pytest.approx(3600.0)  # 7200 steps at 2 steps/s
+
+
+def test_arrivals_wait_for_the_next_round(tmp_path: Path) -> None:
+    table = ThroughputTable({"X": {1: {"v100": 1.0}}})
+    path = write_trace(tmp_path, [("X", 100.0, 10.0, 1)])
+    sim = Simulator(read_trace(path), parse_cluster("v100:1"), make_policy("fifo"), table)
+    (job,) = sim.run().jobs
+    assert job.first_start == 360.0 and job.finish == pytest.approx(460.0)
+
+
+def test_churn_loses_work_since_last_checkpoint_and_is_seeded(tmp_path: Path) -> None:
+    table = ThroughputTable({"X": {1: {"v100": 1.0}}})
+    path = write_trace(tmp_path, [("X", 50 * 3600.0, 0.0, 1), ("X", 50 * 3600.0, 0.0, 1)])
+    churn = ChurnModel(up_h=5, down_h=1, checkpoint_s=1800)
+
+    def run(seed: int):
+        sim = Simulator(read_trace(path), parse_cluster("v100:2", 1), make_policy("fifo"),
+                        table, churn=churn, seed=seed)
+        return sim.run()
+
+    a, b = run(1), run(1)
+    assert a.churn_preemptions > 0 and a.lost_gpu_s > 0
+    assert a.lost_gpu_s <= a.churn_preemptions * 1800 + 1e-6
+    assert [j.finish for j in a.jobs] == [j.finish for j in b.jobs]
+    assert all(j.finish > 50 * 3600 for j in a.jobs)
+
+
+def test_small_trace_prefix_all_policies_complete_and_repeat() -> None:
+    for name in ("fifo", "backfill", "las", "fair", "hetero", "fifo+hetero"):
+        first = simulate(SMALL, name, max_jobs=60)
+        assert first["completed"] == 60
+        assert first == simulate(SMALL, name, max_jobs=60)
+
+
+def test_cli_writes_json_and_html(tmp_path: Path) -> None:
+    tiny = write_trace(tmp_path, [("A3C", 1000.0, 0.0, 1), ("LM (batch size 5)", 1e4, 5.0, 2)])
+    simulate_command(trace=tiny, policy="las", cluster="k80:4,v100:4", churn=None, seed=0,
+                     out=tmp_path / "out", gpus_per_node=4, throughputs=None, as_json=True)
+    files = sorted(p.suffix for p in (tmp_path / "out").iterdir())
+    assert files == [".html", ".json"]
+    assert "<svg" in next((tmp_path / "out").glob("*.html")).read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trace", sorted(TRACES.glob("philly_*.trace")), ids=lambda p: p.stem)
+def test_fifo_within_15_percent_of_gavel(trace: Path) -> None:
+    gavel = {"philly_msr_seed0_0e4a51": 1516.3, "philly_msr_seed0_11cb48": 88.0,
+             "philly_msr_seed0_2869ce": 28.9}[trace.stem]
+    assert simulate(trace, "fifo")["avg_jct_h"] == pytest.approx(gavel, rel=0.15)
