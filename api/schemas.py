@@ -172,6 +172,23 @@ class Heartbeat(_Write):
     utilization: dict[str, float] = Field(default_factory=dict, max_length=50)
 
 
+class HeldAllocation(_Read):
+    job_id: str
+    attempt: int
+    rank: int
+
+
+class HeartbeatReply(BaseModel):
+    """The node as the server sees it, and the work it should be running."""
+
+    node: NodeRead
+    allocations: list[HeldAllocation]
+
+
+class RayClusterInfo(BaseModel):
+    address: str = Field(description="GCS address of the pool's Ray head (host:port).")
+
+
 class NodeAction(_Write):
     reason: str | None = Field(default=None, max_length=500)
 
@@ -197,6 +214,8 @@ __all__ = [
     "EnrollmentTokenRead",
     "EventRead",
     "Heartbeat",
+    "HeartbeatReply",
+    "HeldAllocation",
     "JobRead",
     "JobSpec",
     "LogBatch",
@@ -209,5 +228,6 @@ __all__ = [
     "NodeRead",
     "Page",
     "PoolSummaryRead",
+    "RayClusterInfo",
     "ResourcesSpec",
 ]

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     policy: str = Field(default="fifo", description="Placement policy name.")
     scheduler_interval_s: float = Field(default=1.0, gt=0, le=3600)
     node_lease_s: float = Field(default=30.0, gt=0, le=86400)
+    ray_address: str = Field(
+        default="", description="GCS address (host:port) of the pool's Ray head, given to agents."
+    )
+    ray_dashboard_url: str = Field(
+        default="", description="Ray dashboard URL the runner submits jobs to (Ray Jobs API)."
+    )
     max_request_bytes: int = Field(default=1_000_000, gt=0)
     page_size_max: int = Field(default=500, gt=0, le=10_000)
 

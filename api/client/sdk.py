@@ -20,6 +20,7 @@ from ..schemas import (
     AllocationRead,
     EnrollmentTokenRead,
     EventRead,
+    HeartbeatReply,
     JobRead,
     JobSpec,
     LogLineRead,
@@ -29,11 +30,16 @@ from ..schemas import (
     NodeRead,
     Page,
     PoolSummaryRead,
+    RayClusterInfo,
 )
 from .errors import ConnectionFailed, error_from_problem
 
 M = TypeVar("M", bound=BaseModel)
 API = "/api/v1"
+
+
+def _bearer(credential: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credential}"}
 
 
 class Client:
@@ -199,14 +205,23 @@ class Client:
 
     def heartbeat(
         self, node_id: str, credential: str, epoch: int, utilization: dict[str, float]
-    ) -> NodeRead:
+    ) -> HeartbeatReply:
         response = self._request(
             "POST",
             f"{API}/nodes/{node_id}/heartbeat",
             json={"epoch": epoch, "utilization": utilization},
-            headers={"Authorization": f"Bearer {credential}"},
+            headers=_bearer(credential),
         )
+        return HeartbeatReply.model_validate(response.json())
+
+    def leave(self, node_id: str, credential: str, reason: str | None = None) -> NodeRead:
+        response = self._request("POST", f"{API}/nodes/{node_id}/leave",
+                                 json={"reason": reason}, headers=_bearer(credential))
         return NodeRead.model_validate(response.json())
+
+    def ray_cluster(self, credential: str) -> RayClusterInfo:
+        response = self._request("GET", f"{API}/pool/ray", headers=_bearer(credential))
+        return RayClusterInfo.model_validate(response.json())
 
     def list_nodes(self) -> list[NodeRead]:
         return self._get_list(f"{API}/nodes", NodeRead)

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, status
 
+from commonpool.scheduler.domain.errors import Unavailable
 from commonpool.scheduler.services import nodes as svc
 
 from ..deps import NodeDep, ReadSession, SettingsDep, WriteSession
@@ -13,10 +14,13 @@ from ..schemas import (
     EnrollmentTokenCreate,
     EnrollmentTokenRead,
     Heartbeat,
+    HeartbeatReply,
+    HeldAllocation,
     NodeAction,
     NodeEnroll,
     NodeEnrolled,
     NodeRead,
+    RayClusterInfo,
 )
 
 router = APIRouter(tags=["nodes"])
@@ -39,10 +43,11 @@ def enroll(body: NodeEnroll, session: WriteSession) -> NodeEnrolled:
     return NodeEnrolled(node=NodeRead.model_validate(node), credential=credential)
 
 
-@router.post("/nodes/{node_id}/heartbeat", response_model=NodeRead)
+@router.post("/nodes/{node_id}/heartbeat", response_model=HeartbeatReply)
 def heartbeat(
     node_id: str, body: Heartbeat, node: NodeDep, session: WriteSession, settings: SettingsDep
-) -> NodeRead:
+) -> HeartbeatReply:
+    """Renew the lease; the reply says which allocations the node holds."""
     svc.ensure_same_node(node, node_id)
     node = svc.heartbeat(
         session,
@@ -51,7 +56,25 @@ def heartbeat(
         utilization=body.utilization,
         lease=timedelta(seconds=settings.node_lease_s),
     )
-    return NodeRead.model_validate(node)
+    held = [HeldAllocation.model_validate(a) for a in svc.active_allocations(session, node.id)]
+    return HeartbeatReply(node=NodeRead.model_validate(node), allocations=held)
+
+
+@router.post("/nodes/{node_id}/leave", response_model=NodeRead)
+def leave(node_id: str, node: NodeDep, session: WriteSession,
+          body: NodeAction | None = None) -> NodeRead:
+    """The agent leaves the pool: remaining jobs are requeued, the node goes OFFLINE."""
+    svc.ensure_same_node(node, node_id)
+    reason = (body.reason if body else None) or "agent left the pool"
+    return NodeRead.model_validate(svc.leave_pool(session, node, reason=reason))
+
+
+@router.get("/pool/ray", response_model=RayClusterInfo)
+def ray_cluster(node: NodeDep, settings: SettingsDep) -> RayClusterInfo:
+    """Where an enrolled agent's Ray worker node joins (only for enrolled nodes)."""
+    if not settings.ray_address:
+        raise Unavailable("this pool runs no Ray cluster (ray_address is not configured)")
+    return RayClusterInfo(address=settings.ray_address)
 
 
 @router.get("/nodes", response_model=list[NodeRead])

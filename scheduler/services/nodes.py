@@ -250,3 +250,22 @@ def ensure_same_node(node: Node, node_id: str) -> None:
     """An agent may act only for the node its credential names."""
     if node.id != node_id:
         raise Forbidden(f"this credential belongs to node {node.id}, not {node_id}")
+
+
+def active_allocations(session: Session, node_id: str) -> list[Allocation]:
+    """What the node holds now: the agent's view of its work (sync in one call)."""
+    return list(
+        session.scalars(
+            select(Allocation)
+            .where(Allocation.node_id == node_id, Allocation.released_at.is_(None))
+            .order_by(Allocation.job_id, Allocation.rank)
+        )
+    )
+
+
+def leave_pool(session: Session, node: Node, *, reason: str) -> Node:
+    """The agent leaves: jobs still on the node are preempted (requeued), the node goes OFFLINE."""
+    preempt_jobs_on_node(session, node.id, reason=reason)
+    transition_node(session, node.id, NodeState.OFFLINE, actor=f"agent:{node.id}", reason=reason)
+    session.refresh(node)
+    return node

@@ -77,6 +77,7 @@ SPECIFIC: dict[str, list[dict[str, object]]] = {
     "/api/v1/nodes/{node_id}/drain": [{"reason": ["x"]}],
     "/api/v1/nodes/{node_id}/cordon": [{"reason": {"a": 1}}],
     "/api/v1/nodes/{node_id}/uncordon": [{}],
+    "/api/v1/nodes/{node_id}/leave": [{"reason": 12}, {"reason": "x" * 1000}],
 }
 
 

@@ -40,8 +40,9 @@ def test_heartbeat_brings_node_online_and_checks_epoch(client: TestClient) -> No
     url = f"/api/v1/nodes/{node['id']}/heartbeat"
     auth = {"Authorization": f"Bearer {cred}"}
     ok = client.post(url, json={"epoch": 1, "utilization": {"cpu": 0.5}}, headers=auth)
-    assert ok.status_code == 200 and ok.json()["state"] == "ONLINE"
-    assert ok.json()["utilization"] == {"cpu": 0.5}
+    assert ok.status_code == 200 and ok.json()["node"]["state"] == "ONLINE"
+    assert ok.json()["node"]["utilization"] == {"cpu": 0.5}
+    assert ok.json()["allocations"] == []
     stale = client.post(url, json={"epoch": 7}, headers=auth)
     assert stale.status_code == 409 and stale.json()["code"] == "stale-lease"
     assert client.post(url, json={"epoch": 1}).status_code == 401

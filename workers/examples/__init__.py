@@ -1,0 +1,1 @@
+"""Bundled example jobs: real DDP training on data that ships with a package or is generated."""

@@ -1,0 +1,122 @@
+"""The helper API for job code running inside a pool job.
+
+A training loop calls `report()` once per epoch (or step) on every worker:
+the metrics go to Ray Train (which keeps checkpoints and drives the run)
+and, from rank 0, to the pool's API, so progress shows in `commonpool logs
+-f`, `commonpool job ID` and the dashboard. Reporting to the API is best
+effort with a short timeout: an unreachable server never fails training.
+
+    from commonpool.workers import job
+
+    def train(config):
+        ctx = job.context()
+        ...
+        job.report({"loss": loss, "samples_per_s": rate}, step=epoch, checkpoint_dir=tmp)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_SERVER = "COMMONPOOL_SERVER_URL"
+ENV_JOB_ID = "COMMONPOOL_JOB_ID"
+ENV_ATTEMPT = "COMMONPOOL_JOB_ATTEMPT"
+ENV_TOKEN = "COMMONPOOL_JOB_TOKEN"
+REPORT_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    job_id: str | None
+    attempt: int
+    rank: int
+    world_size: int
+    local_rank: int
+    node_label: str | None
+
+
+def context() -> JobContext:
+    """Who and where this worker is (works outside Ray too, as a single worker)."""
+    rank, world, local = 0, 1, 0
+    node_label = None
+    try:
+        import ray.train
+
+        ctx = ray.train.get_context()
+        rank, world, local = ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank()
+        import ray
+
+        node_label = ray.get_runtime_context().get_node_labels().get("commonpool/node")
+    except Exception:  # not inside a Ray Train worker: a plain local run
+        pass
+    return JobContext(
+        job_id=os.environ.get(ENV_JOB_ID),
+        attempt=int(os.environ.get(ENV_ATTEMPT, "1")),
+        rank=rank,
+        world_size=world,
+        local_rank=local,
+        node_label=node_label,
+    )
+
+
+def report(
+    metrics: dict[str, float], *, step: int, checkpoint_dir: str | Path | None = None
+) -> None:
+    """Report metrics (all ranks must call it, as Ray Train requires) and an optional checkpoint."""
+    clean = {k: float(v) for k, v in metrics.items()}
+    _report_to_ray(clean, step, checkpoint_dir)
+    if context().rank == 0:
+        _post_metrics(clean, step)
+
+
+def latest_checkpoint_dir() -> str | None:
+    """The directory of the checkpoint to resume from, if this attempt has one."""
+    try:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+    except Exception:
+        return None
+    if checkpoint is None:
+        return None
+    return checkpoint.to_directory()
+
+
+def _report_to_ray(metrics: dict[str, float], step: int, checkpoint_dir: str | Path | None) -> None:
+    try:
+        import ray.train
+        from ray.train import Checkpoint
+
+        ray.train.get_context()
+    except Exception:
+        return
+    checkpoint = Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+    ray.train.report({**metrics, "step": step}, checkpoint=checkpoint)
+
+
+def _post_metrics(metrics: dict[str, float], step: int) -> None:
+    server, job_id = os.environ.get(ENV_SERVER), os.environ.get(ENV_JOB_ID)
+    if not server or not job_id:
+        return
+    body = json.dumps(
+        {"step": step, "values": metrics, "attempt": int(os.environ.get(ENV_ATTEMPT, "1"))}
+    ).encode()
+    headers = {"Content-Type": "application/json"}
+    if token := os.environ.get(ENV_TOKEN):
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(
+        f"{server.rstrip('/')}/api/v1/jobs/{job_id}/metrics",
+        data=body,
+        headers=headers,
+        method="POST",
+    )
+
+    try:
+        urllib.request.urlopen(request, timeout=REPORT_TIMEOUT_S).close()
+    except (urllib.error.URLError, OSError) as exc:  # progress display only: never fatal
+        print(f"commonpool: metrics report failed: {exc}", flush=True)
