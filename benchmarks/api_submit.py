@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PG_ENV = "COMMONPOOL_TEST_POSTGRES_URL"
 SUBMIT_PATH = "/api/v1/jobs"
+APP_FACTORY = "benchmarks.api_submit:make_app"  # the real, unmodified app
 
 
 def make_app() -> Any:
@@ -152,7 +153,7 @@ class Server:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
         cmd = [
-            sys.executable, "-m", "uvicorn", "benchmarks.api_submit:make_app", "--factory",
+            sys.executable, "-m", "uvicorn", APP_FACTORY, "--factory",
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
             "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
@@ -232,8 +233,12 @@ class Tally:
         self.errors[what] = self.errors.get(what, 0) + 1
 
 
-async def _raw_connection(port: int, bodies: Iterator[bytes], tally: Tally) -> None:
-    """One keep-alive connection sending requests back to back until `bodies` runs out."""
+async def _raw_connection(port: int, bodies: Iterator[bytes], tally: Tally, delay: float) -> None:
+    """One keep-alive connection sending requests back to back until `bodies` runs out.
+
+    Connections open `delay` apart: a burst lets one uvicorn worker accept them all.
+    """
+    await asyncio.sleep(delay)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = f"POST {SUBMIT_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
     head += "Content-Type: application/json\r\n"
@@ -284,7 +289,9 @@ async def drive(url: str, port: int, first: int, n: int, concurrency: int, clien
     tally = Tally()
     bodies = (job_body(i) for i in range(first, first + n))
     if client == "raw":
-        await asyncio.gather(*(_raw_connection(port, bodies, tally) for _ in range(concurrency)))
+        await asyncio.gather(
+            *(_raw_connection(port, bodies, tally, 0.005 * k) for k in range(concurrency))
+        )
         return tally
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
@@ -311,6 +318,7 @@ class RunResult:
     p99_ms: float
     max_ms: float
     server_cpu_pct: float
+    server_cpu_pct_by_process: list[float]
     server_cpu_ms_per_submit: float
     client_cpu_pct: float
     postgres_cpu_pct: float | None
@@ -346,7 +354,8 @@ def run_one(backend: str, database_url: str, workers: int, args: argparse.Namesp
         pg_db = make_url(database_url).database if backend == "postgres" else None
         if args.profile:
             profiler = start_profiler(args.profile, backend, workers, procs)
-        server_cpu0, pg_cpu0 = cpu_seconds(procs), postgres_cpu(pg_db) if pg_db else {}
+        per_proc0 = [cpu_seconds([p]) for p in procs]
+        pg_cpu0 = postgres_cpu(pg_db) if pg_db else {}
         machine0 = psutil.cpu_times()
         client0 = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
@@ -358,7 +367,8 @@ def run_one(backend: str, database_url: str, workers: int, args: argparse.Namesp
         seconds = time.perf_counter() - started
         client1 = resource.getrusage(resource.RUSAGE_SELF)
         machine1 = psutil.cpu_times()
-        server_cpu = cpu_seconds(procs) - server_cpu0
+        per_proc = [cpu_seconds([p]) - c0 for p, c0 in zip(procs, per_proc0, strict=True)]
+        server_cpu = sum(per_proc)
         pg_cpu = postgres_cpu_delta(pg_cpu0, postgres_cpu(pg_db)) if pg_db else 0.0
         load = os.getloadavg()[0]
     finally:
@@ -386,6 +396,7 @@ def run_one(backend: str, database_url: str, workers: int, args: argparse.Namesp
         p99_ms=round(percentile(lat, 99), 2),
         max_ms=round(lat[-1], 2) if lat else float("nan"),
         server_cpu_pct=round(100 * server_cpu / seconds, 1),
+        server_cpu_pct_by_process=[round(100 * c / seconds, 1) for c in per_proc],
         server_cpu_ms_per_submit=round(1000 * server_cpu / max(len(lat), 1), 3),
         client_cpu_pct=round(100 * client_cpu / seconds, 1),
         postgres_cpu_pct=round(100 * pg_cpu / seconds, 1) if pg_db else None,
@@ -404,8 +415,20 @@ def start_profiler(
     out.mkdir(parents=True, exist_ok=True)
     target = procs[-1].pid
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
-    svg = out / f"api_submit_{backend}_w{workers}.svg"
-    cmd = [py_spy, "record", "--pid", str(target), "--rate", "200", "--output", str(svg)]
+    svg = out / f"api_submit_{backend}_w{workers}.collapsed.txt"
+    cmd = [
+        py_spy,
+        "record",
+        "--pid",
+        str(target),
+        "--rate",
+        "100",
+        "--gil",
+        "--format",
+        "raw",
+        "--output",
+        str(svg),
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -415,9 +438,9 @@ def start_profiler(
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
-    parser.add_argument("--requests", type=int, default=3000, help="Measured submits per run.")
-    parser.add_argument("--warmup", type=int, default=300, help="Unmeasured submits first.")
-    parser.add_argument("--concurrency", type=int, default=32, help="Open connections.")
+    parser.add_argument("--requests", type=int, default=2000, help="Measured submits per run.")
+    parser.add_argument("--warmup", type=int, default=200, help="Unmeasured submits first.")
+    parser.add_argument("--concurrency", type=int, default=16, help="Open connections.")
     parser.add_argument(
         "--workers", default="1,2", help="uvicorn worker counts, comma-separated (one run each)."
     )

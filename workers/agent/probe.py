@@ -61,14 +61,24 @@ def probe_gpus(nvml: ModuleType | None) -> GpuInfo:
 def probe(nvml: ModuleType | None = None) -> Resources:
     """Everything the machine has (GPUs through `nvml`, if given)."""
     gpu = probe_gpus(nvml)
-    return Resources(cpus=float(psutil.cpu_count(logical=True) or 1),
-                     memory_bytes=int(psutil.virtual_memory().total),
-                     gpus=gpu.count, gpu_model=gpu.model, gpu_memory_bytes=gpu.memory_bytes)
+    return Resources(
+        cpus=float(psutil.cpu_count(logical=True) or 1),
+        memory_bytes=int(psutil.virtual_memory().total),
+        gpus=gpu.count,
+        gpu_model=gpu.model,
+        gpu_memory_bytes=gpu.memory_bytes,
+    )
 
 
-def donated(have: Resources, *, cpus: float | None = None, memory_bytes: int | None = None,
-            gpus: int | None = None) -> Resources:
+def donated(
+    have: Resources,
+    *,
+    cpus: float | None = None,
+    memory_bytes: int | None = None,
+    gpus: int | None = None,
+) -> Resources:
     """The donor's caps applied to what the machine has; a cap above it is an error."""
+
     def cap(name: str, asked: float | None, available: float) -> float:
         if asked is None:
             return available
@@ -77,10 +87,13 @@ def donated(have: Resources, *, cpus: float | None = None, memory_bytes: int | N
         return asked
 
     gpu_count = int(cap("gpus", gpus, have.gpus))
-    return Resources(cpus=cap("cpus", cpus, have.cpus),
-                     memory_bytes=int(cap("bytes of memory", memory_bytes, have.memory_bytes)),
-                     gpus=gpu_count, gpu_model=have.gpu_model if gpu_count else None,
-                     gpu_memory_bytes=have.gpu_memory_bytes if gpu_count else 0)
+    return Resources(
+        cpus=cap("cpus", cpus, have.cpus),
+        memory_bytes=int(cap("bytes of memory", memory_bytes, have.memory_bytes)),
+        gpus=gpu_count,
+        gpu_model=have.gpu_model if gpu_count else None,
+        gpu_memory_bytes=have.gpu_memory_bytes if gpu_count else 0,
+    )
 
 
 def machine_name() -> str:

@@ -11,10 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from types import MappingProxyType
 from typing import Protocol
-
-_EMPTY: Mapping[int, float] = MappingProxyType({})
 
 
 class EnergyMethod(StrEnum):
@@ -57,7 +54,7 @@ class MeterDelta:
     joules: float
     utilization: float | None
     idle_watts: float
-    process_shares: Mapping[int, float] = field(default=_EMPTY)
+    process_shares: Mapping[int, float] = field(default_factory=dict)
 
 
 class Meter(Protocol):
@@ -88,7 +85,7 @@ class EnergySample:
     device: str
     utilization: float | None
     idle_joules: float = 0.0
-    process_shares: Mapping[int, float] = field(default=_EMPTY)
+    process_shares: Mapping[int, float] = field(default_factory=dict)
 
     @property
     def is_gpu(self) -> bool:

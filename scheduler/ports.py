@@ -1,0 +1,71 @@
+"""The seams between the scheduler and what runs jobs.
+
+The scheduler decides and records; a `Runner` (implemented in
+`commonpool.workers.runner` on Ray) executes. Tests and the simulator can
+plug in another runner without the scheduler importing Ray.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPlacement:
+    """One rank of a launch, pinned to the registry node that was allocated."""
+
+    rank: int
+    node_id: str
+    cpus: float
+    gpus: int
+    memory_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchRequest:
+    job_id: str
+    attempt: int
+    entrypoint: str
+    args: dict[str, Any]
+    workers: tuple[WorkerPlacement, ...]
+    working_dir: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    max_runtime_s: int | None = None
+
+
+class RunStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+    MISSING = "MISSING"  # the runner has no record of it (e.g. the cluster restarted)
+
+    @property
+    def ended(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.STOPPED,
+                        RunStatus.MISSING)
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    status: RunStatus
+    message: str = ""
+
+
+class Runner(Protocol):
+    """Executes launches. Every method is idempotent: the loop may retry after a crash."""
+
+    def launch(self, request: LaunchRequest) -> str:
+        """Start the run (or adopt the one already started for this job attempt); its ref."""
+        ...
+
+    def poll(self, ref: str) -> RunReport: ...
+
+    def new_log_lines(self, ref: str) -> list[str]:
+        """Output lines produced since the previous call for this ref."""
+        ...
+
+    def stop(self, ref: str) -> None: ...

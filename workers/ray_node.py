@@ -1,0 +1,198 @@
+"""Starting and stopping one Ray node (the pool's head, or an agent's worker node).
+
+Every port is explicit: Redis owns 6379 (Ray's default GCS port) on many
+machines, and several Ray nodes of one test or demo share a host. Each node
+runs `ray start --block` in its own session, so stopping it kills exactly
+its processes (a plain `ray stop` would kill every Ray process on the host).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+NODE_LABEL = "commonpool/node"
+WORKER_PORT_SPAN = 200
+START_TIMEOUT_S = 120.0
+_PORT_RANGE = (20000, 32000)  # below the kernel's ephemeral range
+
+
+def _port_free(port: int, host: str) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(count: int, host: str = "127.0.0.1", rng: random.Random | None = None) -> int:
+    """The first port of `count` consecutive ports that are free right now."""
+    rng = rng or random.Random()
+    for _ in range(200):
+        start = rng.randrange(_PORT_RANGE[0], _PORT_RANGE[1] - count)
+        if all(_port_free(p, host) for p in range(start, start + count)):
+            return start
+    raise RuntimeError(f"no block of {count} free ports in {_PORT_RANGE}")
+
+
+@dataclass(frozen=True)
+class RayNodeSpec:
+    """What one `ray start` gets: resources, labels and where it listens."""
+
+    num_cpus: float
+    log_file: Path
+    num_gpus: int = 0
+    memory_bytes: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    head_address: str | None = None  # GCS host:port to join; None starts a head
+    node_ip: str = "127.0.0.1"
+    temp_dir: Path | None = None
+    object_store_bytes: int = 256 * 2**20
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_head(self) -> bool:
+        return self.head_address is None
+
+
+@dataclass
+class RayNode:
+    """A running Ray node; `address` is the GCS address (for a head) others join."""
+
+    process: subprocess.Popen[bytes]
+    spec: RayNodeSpec
+    address: str
+    dashboard_url: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """SIGTERM the node's process group, then SIGKILL it and any escaped workers."""
+        if self.process.poll() is not None:
+            return
+        try:
+            members = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            members = []
+        pgid = self.process.pid  # started with start_new_session: pid == pgid
+        _signal_group(pgid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        _signal_group(pgid, signal.SIGKILL)
+        for child in members:  # Ray workers live in their own process groups
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(members, timeout=5)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def ray_executable() -> str:
+    return str(Path(sys.executable).parent / "ray")
+
+
+def start_ray_node(spec: RayNodeSpec) -> RayNode:
+    """Start the node and wait until `ray start` says it runs (or raise with its log tail)."""
+    base = free_port_block(8, spec.node_ip)
+    workers = free_port_block(WORKER_PORT_SPAN, spec.node_ip)
+    args = [
+        ray_executable(),
+        "start",
+        "--block",
+        "--disable-usage-stats",
+        f"--node-ip-address={spec.node_ip}",
+        f"--num-cpus={spec.num_cpus:g}",
+        f"--num-gpus={spec.num_gpus}",
+        f"--node-manager-port={base}",
+        f"--object-manager-port={base + 1}",
+        f"--dashboard-agent-listen-port={base + 2}",
+        f"--dashboard-agent-grpc-port={base + 3}",
+        f"--runtime-env-agent-port={base + 4}",
+        f"--metrics-export-port={base + 5}",
+        f"--min-worker-port={workers}",
+        f"--max-worker-port={workers + WORKER_PORT_SPAN - 1}",
+        f"--object-store-memory={spec.object_store_bytes}",
+    ]
+    if spec.memory_bytes:
+        args.append(f"--memory={spec.memory_bytes}")
+    if spec.labels:
+        args.append("--labels=" + ",".join(f"{k}={v}" for k, v in spec.labels.items()))
+    dashboard_url = None
+    if spec.is_head:
+        gcs, dashboard, client = base + 6, base + 7, free_port_block(1, spec.node_ip)
+        address = f"{spec.node_ip}:{gcs}"
+        dashboard_url = f"http://{spec.node_ip}:{dashboard}"
+        args += [
+            "--head",
+            f"--port={gcs}",
+            "--include-dashboard=true",
+            f"--dashboard-host={spec.node_ip}",
+            f"--dashboard-port={dashboard}",
+            f"--ray-client-server-port={client}",
+        ]
+        if spec.temp_dir:
+            args.append(f"--temp-dir={spec.temp_dir}")
+    else:
+        address = spec.head_address or ""
+        # On a shared host the head's log monitor already tails every node's logs.
+        args += [f"--address={address}", "--include-log-monitor=false"]
+    log_path = spec.log_file
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **spec.env}
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    node = RayNode(process, spec, address, dashboard_url)
+    _wait_started(node, log_path)
+    return node
+
+
+def _wait_started(node: RayNode, log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if node.process.poll() is not None:
+            raise RuntimeError(f"ray start exited {node.process.returncode}: {_tail(log_path)}")
+        if log_path.exists() and "Ray runtime started" in log_path.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    node.stop()
+    raise RuntimeError(f"ray start did not come up in {START_TIMEOUT_S:.0f}s: {_tail(log_path)}")
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
