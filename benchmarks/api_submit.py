@@ -2,7 +2,7 @@
 
     python -m benchmarks.api_submit                              # SQLite and PostgreSQL
     python -m benchmarks.api_submit --backend postgres --workers 1,2 --concurrency 32
-    python -m benchmarks.api_submit --profile /tmp/prof          # py-spy flame graph per run
+    python -m benchmarks.api_submit --profile /tmp/prof          # py-spy stacks per run
 
 For each backend and uvicorn worker count: a fresh migrated database (a temp SQLite
 file, or a scratch PostgreSQL database ``cp_bench_<hex>``), ``uvicorn --workers W``

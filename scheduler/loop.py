@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .launcher import Launcher, LaunchReport
 from .policy import Plan, Policy
 from .services.nodes import expire_leases
 from .store.placements import apply_placements, record_pending_reasons
@@ -27,6 +28,7 @@ class StepReport:
     rejected: dict[str, str] = field(default_factory=dict)
     pending: int = 0
     lost_nodes: tuple[str, ...] = ()
+    launch: LaunchReport | None = None
     seconds: float = 0.0
 
 
@@ -42,6 +44,7 @@ class SchedulerLoop:
         clock: Callable[[], float] = time.time,
         after_step: Callable[[StepReport], None] | None = None,
         on_error: Callable[[Exception], None] | None = None,
+        launcher: Launcher | None = None,
     ) -> None:
         self.db = db
         self.policy = policy
@@ -49,6 +52,7 @@ class SchedulerLoop:
         self.clock = clock
         self.after_step = after_step
         self.on_error = on_error
+        self.launcher = launcher
         self._wake = threading.Event()
         self._stop = threading.Event()
 
@@ -64,11 +68,14 @@ class SchedulerLoop:
             plan = self.policy.plan(load_snapshot(session, now=self.clock()))
             result = apply_placements(session, plan.placements)
             record_pending_reasons(session, dict(plan.pending_reasons))
+        # Runner I/O (Ray) happens outside the placement transaction.
+        launch = self.launcher.step() if self.launcher else None
         report = StepReport(
             placed=result.placed,
             rejected=result.rejected,
             pending=len(plan.pending_reasons),
             lost_nodes=tuple(lost),
+            launch=launch,
             seconds=time.perf_counter() - started,
         )
         if self.after_step:

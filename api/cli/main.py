@@ -16,7 +16,7 @@ from commonpool.scheduler.domain.errors import CommonpoolError
 from commonpool.scheduler.simulate.cli import simulate_command
 
 from ..client.errors import ConnectionFailed
-from . import jobs, nodes, server
+from . import agent, jobs, nodes, server, up
 from .context import EXIT_API_PROBLEM, EXIT_CONNECTION, ServerOption, state
 from .render import err_console
 
@@ -47,6 +47,9 @@ for command in (nodes.nodes, nodes.drain, nodes.cordon, nodes.uncordon, nodes.po
 app.command("enroll-token", rich_help_panel="Pool")(nodes.enroll_token)
 for command in (server.server, server.scheduler):
     app.command(rich_help_panel="Processes")(command)
+app.command("agent", rich_help_panel="Processes")(agent.agent)
+app.command("up", rich_help_panel="Processes")(up.up)
+app.command("demo", rich_help_panel="Processes")(up.demo)
 app.add_typer(server.db_app, name="db", rich_help_panel="Processes")
 app.command("simulate", rich_help_panel="Research")(simulate_command)
 

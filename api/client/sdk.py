@@ -215,8 +215,12 @@ class Client:
         return HeartbeatReply.model_validate(response.json())
 
     def leave(self, node_id: str, credential: str, reason: str | None = None) -> NodeRead:
-        response = self._request("POST", f"{API}/nodes/{node_id}/leave",
-                                 json={"reason": reason}, headers=_bearer(credential))
+        response = self._request(
+            "POST",
+            f"{API}/nodes/{node_id}/leave",
+            json={"reason": reason},
+            headers=_bearer(credential),
+        )
         return NodeRead.model_validate(response.json())
 
     def ray_cluster(self, credential: str) -> RayClusterInfo:

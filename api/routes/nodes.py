@@ -61,8 +61,9 @@ def heartbeat(
 
 
 @router.post("/nodes/{node_id}/leave", response_model=NodeRead)
-def leave(node_id: str, node: NodeDep, session: WriteSession,
-          body: NodeAction | None = None) -> NodeRead:
+def leave(
+    node_id: str, node: NodeDep, session: WriteSession, body: NodeAction | None = None
+) -> NodeRead:
     """The agent leaves the pool: remaining jobs are requeued, the node goes OFFLINE."""
     svc.ensure_same_node(node, node_id)
     reason = (body.reason if body else None) or "agent left the pool"

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..domain.errors import NotFound
+from ..domain.errors import NotFound, StaleLease
 from ..domain.ids import new_id
 from ..domain.states import JobState
 from ..spec import JobSpec
@@ -166,9 +166,31 @@ def record_metrics(
     values: dict[str, float],
     attempt: int | None = None,
 ) -> JobMetric:
-    """Store a step report and fold it into the job's summary metrics."""
+    """Store a step report and fold it into the job's summary metrics.
+
+    The first report of an attempt is the moment training really runs, so
+    it moves the job STARTING -> RUNNING. A report from an older attempt (a
+    worker of a run that was preempted) is refused.
+    """
     job = get_job(session, job_id)
-    metric = JobMetric(job_id=job_id, attempt=attempt or job.attempt, step=step, values=values)
+    if attempt is not None and attempt != job.attempt:
+        raise StaleLease(
+            f"job {job_id} is at attempt {job.attempt}; a report from attempt {attempt} is stale",
+            job_id=job_id,
+            attempt=attempt,
+            current_attempt=job.attempt,
+        )
+    if job.state == JobState.STARTING.value:
+        transition_job(
+            session,
+            job_id,
+            JobState.RUNNING,
+            actor="job",
+            reason=f"first step reported (step {step})",
+            started_at=utcnow(),
+        )
+        session.refresh(job)
+    metric = JobMetric(job_id=job_id, attempt=job.attempt, step=step, values=values)
     session.add(metric)
     summary: dict[str, Any] = dict(job.metrics or {})
     summary.update(values)

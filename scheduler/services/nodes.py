@@ -230,7 +230,6 @@ def preempt_jobs_on_node(session: Session, node_id: str, *, reason: str) -> list
                 attempt=Job.attempt + 1,
                 placed_at=None,
                 started_at=None,
-                runner_ref=None,
             )
     return job_ids
 

@@ -18,6 +18,7 @@ Lifecycle:
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 import threading
 import time
 from dataclasses import dataclass, field
@@ -56,8 +57,10 @@ class AgentConfig:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig,
+                 on_ready: Callable[[str], None] | None = None) -> None:
         self.config = config
+        self.on_ready = on_ready
         self.client = Client(config.server, timeout=15.0)
         self.state: AgentState | None = None
         self.ray: RayNode | None = None
@@ -145,6 +148,8 @@ class Agent:
         self.state = self.identity()
         self.beat()
         self.ray = self.start_ray()
+        if self.on_ready:
+            self.on_ready(self.state.node_id)
         failures = 0
         while not self._stop.is_set():
             try:

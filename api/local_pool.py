@@ -1,0 +1,234 @@
+"""An all-in-one pool on one machine: the composition root of `commonpool up` and the demo.
+
+One process tree: the API (uvicorn) and the scheduler loop in this process,
+a Ray head (0 CPUs: it only coordinates and hosts job drivers), and N agent
+processes, each enrolling with its own token and running its own labelled
+Ray worker node. Everything is stopped, in reverse order, on exit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import IO
+
+import uvicorn
+
+from commonpool.migrations import upgrade
+from commonpool.scheduler.config import Settings
+from commonpool.scheduler.launcher import Launcher
+from commonpool.scheduler.loop import SchedulerLoop
+from commonpool.scheduler.policy import make_policy
+from commonpool.scheduler.services.nodes import create_enrollment_token
+from commonpool.scheduler.store.engine import make_engine
+from commonpool.scheduler.store.uow import Database
+from commonpool.workers.ray_node import (
+    NODE_LABEL,
+    RayNode,
+    RayNodeSpec,
+    free_port_block,
+    start_ray_node,
+)
+from commonpool.workers.runner.ray_jobs import RayJobsRunner, default_storage
+
+from .app import create_app
+from .cli.agent import READY
+
+AGENT_READY_TIMEOUT_S = 180.0
+AGENT_STOP_GRACE_S = 30.0
+
+
+class LocalPool:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        agents: int = 2,
+        cpus_per_agent: float = 1.0,
+        memory_per_agent: int | None = None,
+        region: str | None = "GB",
+        port: int | None = None,
+        policy: str = "fifo",
+        log: IO[str] | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.agents = agents
+        self.cpus_per_agent = cpus_per_agent
+        self.memory_per_agent = memory_per_agent
+        self.region = region
+        self.port = port or free_port_block(1)
+        self.policy = policy
+        self.log = log or sys.stderr
+        self.head: RayNode | None = None
+        self.ray_temp = Path(tempfile.mkdtemp(prefix="cp-ray-"))  # short: socket paths are limited
+        self.agent_procs: list[subprocess.Popen[str]] = []
+        self.node_ids: list[str] = []
+        self.server: uvicorn.Server | None = None
+        self.loop: SchedulerLoop | None = None
+        self.db: Database | None = None
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def say(self, message: str) -> None:
+        print(f"[pool] {message}", file=self.log, flush=True)
+
+    def __enter__(self) -> LocalPool:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.say("starting the Ray head (explicit ports, 0 CPUs)")
+        self.head = start_ray_node(
+            RayNodeSpec(
+                num_cpus=0,
+                labels={NODE_LABEL: "head"},
+                temp_dir=self.ray_temp,
+                log_file=self.state_dir / "logs" / "ray-head.log",
+            )
+        )
+        settings = Settings(
+            state_dir=self.state_dir,
+            port=self.port,
+            server_url=self.url,
+            ray_address=self.head.address,
+            ray_dashboard_url=self.head.dashboard_url or "",
+            scheduler_interval_s=0.5,
+            policy=self.policy,
+        )
+        upgrade(settings.resolved_database_url)
+        self.db = Database(make_engine(settings.resolved_database_url))
+        runner = RayJobsRunner(settings.ray_dashboard_url, default_storage(self.state_dir))
+        self.loop = SchedulerLoop(
+            self.db,
+            make_policy(settings.policy),
+            interval_s=settings.scheduler_interval_s,
+            on_error=lambda exc: self.say(f"scheduler step failed: {exc}"),
+            launcher=Launcher(self.db, runner, server_url=self.url),
+        )
+        app = create_app(settings, self.db, wake_scheduler=self.loop.wake)
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+            )
+        )
+        self._spawn(self.server.run, "api")
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.05)
+        self.say(f"API on {self.url} ({settings.resolved_database_url})")
+        self._spawn(self.loop.run_forever, "scheduler")
+        for index in range(self.agents):  # one after another: they share Ray's session dir
+            self.node_ids.append(self._start_agent(index))
+
+    def _spawn(self, target: object, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+    def _start_agent(self, index: int) -> str:
+        assert self.db is not None
+        with self.db.unit_of_work() as session:
+            token, _ = create_enrollment_token(session, ttl=timedelta(minutes=10))
+        agent_dir = self.state_dir / f"agent-{index}"
+        args = [
+            sys.executable,
+            "-m",
+            "commonpool",
+            "agent",
+            "--server",
+            self.url,
+            "--enroll-token",
+            token,
+            "--cpus",
+            f"{self.cpus_per_agent:g}",
+            "--name",
+            f"local-{index}",
+            "--heartbeat",
+            "2",
+            "--drain-grace",
+            "10",
+            "--state-file",
+            str(agent_dir / "agent.json"),
+        ]
+        if self.memory_per_agent:
+            args += ["--memory", str(self.memory_per_agent)]
+        if self.region:
+            args += ["--region", self.region]
+        env = {**os.environ, "COMMONPOOL_STATE_DIR": str(agent_dir)}
+        process = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        self.agent_procs.append(process)
+        node_id = self._await_ready(process, index)
+        self.say(f"agent {index} joined as {node_id}")
+        return node_id
+
+    def _await_ready(self, process: subprocess.Popen[str], index: int) -> str:
+        assert process.stdout is not None
+        found: list[str] = []
+        output: list[str] = []
+
+        def read() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                output.append(line.rstrip())
+                if line.startswith(READY) and not found:
+                    found.append(line[len(READY) :].strip())
+
+        self._spawn(read, f"agent-{index}-output")
+        deadline = time.monotonic() + AGENT_READY_TIMEOUT_S
+        while not found:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"agent {index} did not become ready: " + " | ".join(output[-10:])
+                )
+            time.sleep(0.1)
+        return found[0]
+
+    def stop(self) -> None:
+        """Agents drain and leave, then the scheduler, the API and the Ray head stop."""
+        for process in self.agent_procs:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.agent_procs:
+            try:
+                process.wait(timeout=AGENT_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+                process.wait(timeout=10)
+        if self.loop is not None:
+            self.loop.stop()
+        if self.server is not None:
+            self.server.should_exit = True
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self.head is not None:
+            self.head.stop()
+        if self.db is not None:
+            self.db.dispose()
+        shutil.rmtree(self.ray_temp, ignore_errors=True)

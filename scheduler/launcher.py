@@ -1,0 +1,187 @@
+"""Turns placements into runs and runs' ends into job states.
+
+Three phases per call, each with Runner I/O outside any transaction and
+each registry write guarded (compare-and-set), so a crash between phases
+only repeats idempotent work:
+1. stop runs of jobs that were cancelled or preempted;
+2. launch PLACED jobs (PLACED -> STARTING, with the run's ref);
+3. poll STARTING/RUNNING runs: forward new log lines, and record the end
+   (SUCCEEDED/FAILED) with the allocations released in the same transaction.
+RUNNING itself is set when the job reports its first step (see
+`services.jobs.record_metrics`), which is when training really runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+
+from .domain.errors import InvalidTransition
+from .domain.states import JobState
+from .ports import LaunchRequest, Runner, RunStatus, WorkerPlacement
+from .services.jobs import append_logs, list_allocations, release_allocations
+from .store.models import Job, utcnow
+from .store.transitions import transition_job
+from .store.uow import Database
+
+EXIT_REASON_CHARS = 4000
+# States in which a job has no run of its own, yet may still hold the ref of an old one:
+# cancelled, preempted or requeued (even already re-placed), or failed out of attempts.
+_STOPPABLE = (
+    JobState.CANCELLED,
+    JobState.PREEMPTED,
+    JobState.QUEUED,
+    JobState.PLACED,
+    JobState.FAILED,
+)
+
+
+@dataclass
+class LaunchReport:
+    launched: list[str] = field(default_factory=list)
+    ended: dict[str, str] = field(default_factory=dict)
+    stopped: list[str] = field(default_factory=list)
+
+
+class Launcher:
+    def __init__(self, db: Database, runner: Runner, *, server_url: str) -> None:
+        self.db = db
+        self.runner = runner
+        self.server_url = server_url
+
+    def step(self) -> LaunchReport:
+        report = LaunchReport()
+        self._stop_abandoned(report)
+        self._launch_placed(report)
+        self._poll_running(report)
+        return report
+
+    # -- 1. stop ------------------------------------------------------------
+    def _stop_abandoned(self, report: LaunchReport) -> None:
+        with self.db.unit_of_work(write=False) as session:
+            rows = session.execute(
+                select(Job.id, Job.runner_ref).where(
+                    Job.state.in_([s.value for s in _STOPPABLE]), Job.runner_ref.is_not(None)
+                )
+            ).all()
+        for job_id, ref in rows:
+            self.runner.stop(ref)
+            with self.db.unit_of_work() as session:
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.runner_ref == ref)
+                    .values(runner_ref=None)
+                )
+            report.stopped.append(job_id)
+
+    # -- 2. launch ----------------------------------------------------------
+    def _launch_placed(self, report: LaunchReport) -> None:
+        with self.db.unit_of_work(write=False) as session:
+            jobs = list(
+                session.scalars(
+                    select(Job).where(Job.state == JobState.PLACED.value).order_by(Job.placed_at)
+                )
+            )
+            requests = [self._request(job, session) for job in jobs]
+        for request in requests:
+            try:
+                ref = self.runner.launch(request)
+            except Exception as exc:  # the runner refused: the job cannot run as placed
+                self._end(
+                    request.job_id, JobState.FAILED, f"launch failed: {exc}", expect=JobState.PLACED
+                )
+                report.ended[request.job_id] = JobState.FAILED.value
+                continue
+            try:
+                with self.db.unit_of_work() as session:
+                    transition_job(
+                        session,
+                        request.job_id,
+                        JobState.STARTING,
+                        actor="launcher",
+                        reason=f"launched as {ref}",
+                        runner_ref=ref,
+                        expect=frozenset({JobState.PLACED}),
+                    )
+                report.launched.append(request.job_id)
+            except InvalidTransition:  # cancelled meanwhile: phase 1 stops it next step
+                with self.db.unit_of_work() as session:
+                    session.execute(
+                        update(Job).where(Job.id == request.job_id).values(runner_ref=ref)
+                    )
+
+    def _request(self, job: Job, session: object) -> LaunchRequest:
+        allocations = [
+            a
+            for a in list_allocations(session, job.id, active_only=True)  # type: ignore[arg-type]
+            if a.attempt == job.attempt
+        ]
+        env = {
+            **(job.env or {}),
+            "COMMONPOOL_SERVER_URL": self.server_url,
+            "COMMONPOOL_JOB_ID": job.id,
+            "COMMONPOOL_JOB_ATTEMPT": str(job.attempt),
+        }
+        return LaunchRequest(
+            job_id=job.id,
+            attempt=job.attempt,
+            entrypoint=job.entrypoint,
+            args=dict(job.args),
+            workers=tuple(
+                WorkerPlacement(a.rank, a.node_id, a.cpus, a.gpus, a.memory_bytes)
+                for a in allocations
+            ),
+            working_dir=job.working_dir,
+            env=env,
+            max_runtime_s=job.max_runtime_s,
+        )
+
+    # -- 3. poll --------------------------------------------------------------
+    def _poll_running(self, report: LaunchReport) -> None:
+        with self.db.unit_of_work(write=False) as session:
+            rows = session.execute(
+                select(Job.id, Job.runner_ref).where(
+                    Job.state.in_([JobState.STARTING.value, JobState.RUNNING.value]),
+                    Job.runner_ref.is_not(None),
+                )
+            ).all()
+        for job_id, ref in rows:
+            # Poll first: once a run has ended its output is complete, so no line is lost.
+            outcome = self.runner.poll(ref)
+            lines = self.runner.new_log_lines(ref)
+            if lines:
+                with self.db.unit_of_work() as session:
+                    append_logs(session, job_id, (("stdout", line) for line in lines))
+            if not outcome.status.ended:
+                continue
+            target = (
+                JobState.SUCCEEDED if outcome.status is RunStatus.SUCCEEDED else JobState.FAILED
+            )
+            reason = (
+                "finished"
+                if target is JobState.SUCCEEDED
+                else (outcome.message[-EXIT_REASON_CHARS:] or f"run {outcome.status.value.lower()}")
+            )
+            if self._end(job_id, target, reason):
+                report.ended[job_id] = target.value
+
+    def _end(
+        self, job_id: str, target: JobState, reason: str, expect: JobState | None = None
+    ) -> bool:
+        try:
+            with self.db.unit_of_work() as session:
+                transition_job(
+                    session,
+                    job_id,
+                    target,
+                    actor="launcher",
+                    reason=reason,
+                    ended_at=utcnow(),
+                    exit_reason=reason,
+                    expect=frozenset({expect}) if expect else None,
+                )
+                release_allocations(session, job_id)
+        except InvalidTransition:
+            return False  # already ended (e.g. cancelled meanwhile)
+        return True

@@ -1,0 +1,1 @@
+"""Runs placed jobs on the pool's Ray cluster as Ray Train TorchTrainer runs."""

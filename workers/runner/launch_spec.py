@@ -1,0 +1,21 @@
+"""The launch, serialised for the driver process (one env var of JSON)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from commonpool.scheduler.ports import LaunchRequest, WorkerPlacement
+
+ENV_LAUNCH = "COMMONPOOL_LAUNCH"
+ENV_STORAGE = "COMMONPOOL_CHECKPOINT_STORAGE"
+
+
+def dump(request: LaunchRequest) -> str:
+    return json.dumps(asdict(request))
+
+
+def load(text: str) -> LaunchRequest:
+    data = json.loads(text)
+    data["workers"] = tuple(WorkerPlacement(**w) for w in data["workers"])
+    return LaunchRequest(**data)
