@@ -23,6 +23,7 @@ import psutil
 
 NODE_LABEL = "commonpool/node"
 WORKER_PORT_SPAN = 200
+_FIXED_PORTS = 10  # node manager, object manager, agents, metrics, and a head's gcs/dashboard/client
 START_TIMEOUT_S = 120.0
 _PORT_RANGE = (20000, 32000)  # below the kernel's ephemeral range
 
@@ -120,8 +121,9 @@ def ray_executable() -> str:
 
 def start_ray_node(spec: RayNodeSpec) -> RayNode:
     """Start the node and wait until `ray start` says it runs (or raise with its log tail)."""
-    base = free_port_block(8, spec.node_ip)
-    workers = free_port_block(WORKER_PORT_SPAN, spec.node_ip)
+    # One block for everything, so the node's own ports can never overlap each other.
+    base = free_port_block(_FIXED_PORTS + WORKER_PORT_SPAN, spec.node_ip)
+    workers = base + _FIXED_PORTS
     args = [
         ray_executable(),
         "start",
@@ -146,7 +148,7 @@ def start_ray_node(spec: RayNodeSpec) -> RayNode:
         args.append("--labels=" + ",".join(f"{k}={v}" for k, v in spec.labels.items()))
     dashboard_url = None
     if spec.is_head:
-        gcs, dashboard, client = base + 6, base + 7, free_port_block(1, spec.node_ip)
+        gcs, dashboard, client = base + 6, base + 7, base + 8
         address = f"{spec.node_ip}:{gcs}"
         dashboard_url = f"http://{spec.node_ip}:{dashboard}"
         args += [
@@ -157,15 +159,24 @@ def start_ray_node(spec: RayNodeSpec) -> RayNode:
             f"--dashboard-port={dashboard}",
             f"--ray-client-server-port={client}",
         ]
-        if spec.temp_dir:
-            args.append(f"--temp-dir={spec.temp_dir}")
     else:
         address = spec.head_address or ""
-        # On a shared host the head's log monitor already tails every node's logs.
-        args += [f"--address={address}", "--include-log-monitor=false"]
+        args.append(f"--address={address}")
+    if spec.temp_dir:
+        # Per node: nodes sharing a session dir on one host also share runtime_env
+        # unpack dirs, and one node re-extracting a job's working_dir deletes the cwd
+        # of a driver on another node.
+        args.append(f"--temp-dir={spec.temp_dir}")
     log_path = spec.log_file
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **spec.env}
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # A stopping node must fail its Train workers at once, not drain them for 30 s
+        # (Train would see a "preemption" and retry placement instead of failing).
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+        **spec.env,
+    }
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             args,

@@ -10,6 +10,8 @@ from commonpool.scheduler.simulate import ChurnModel, Simulator, parse_cluster, 
 from commonpool.scheduler.simulate.cli import simulate_command
 from commonpool.scheduler.simulate.trace import read_trace
 
+from .gavel_reference import strict_fifo_avg_jct_h
+
 TRACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "traces"
 SMALL = TRACES / "philly_msr_seed0_2869ce.trace"
 LINE = "{jt}\tcmd\t-step\t1\t{steps}\t{arrival}\t{sf}\n"
@@ -77,16 +79,20 @@ def test_cli_writes_json_and_html(tmp_path: Path) -> None:
     assert "<svg" in next((tmp_path / "out").glob("*.html")).read_text()
 
 
-_KNOWN_GAP = pytest.mark.xfail(
-    strict=True, reason="fifo is ~25% above Gavel's 88.0 h on this trace; under investigation")
+# Gavel's published fifo JCTs; on 11cb48 Gavel's fifo.py is not strict FIFO (it hands a
+# finished job's GPU type to the queue head and, in base mode, picks the type from a stale
+# loop variable), so there we compare with strict FIFO under Gavel's own simulator loop
+# (tests/simulate/gavel_reference.py): see docs/simulator.md, "fifo on 11cb48".
+GAVEL_FIFO = {"philly_msr_seed0_0e4a51": 1516.3, "philly_msr_seed0_2869ce": 28.9}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trace", [
-    pytest.param(p, marks=_KNOWN_GAP) if "11cb48" in p.name else p
-    for p in sorted(TRACES.glob("philly_*.trace"))
-], ids=lambda p: p.stem)
+@pytest.mark.parametrize("trace", sorted(TRACES.glob("philly_*.trace")), ids=lambda p: p.stem)
 def test_fifo_within_15_percent_of_gavel(trace: Path) -> None:
-    gavel = {"philly_msr_seed0_0e4a51": 1516.3, "philly_msr_seed0_11cb48": 88.0,
-             "philly_msr_seed0_2869ce": 28.9}[trace.stem]
-    assert simulate(trace, "fifo")["avg_jct_h"] == pytest.approx(gavel, rel=0.15)
+    ours = simulate(trace, "fifo")["avg_jct_h"]
+    if trace.stem in GAVEL_FIFO:
+        assert ours == pytest.approx(GAVEL_FIFO[trace.stem], rel=0.15)
+        return
+    reference = strict_fifo_avg_jct_h(read_trace(trace), ThroughputTable.bundled())
+    assert reference > 1.15 * 88.0  # strict FIFO itself is > 15% above Gavel's 88.0 h here
+    assert ours == pytest.approx(reference, rel=0.15)

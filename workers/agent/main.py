@@ -17,10 +17,12 @@ Lifecycle:
 
 from __future__ import annotations
 
+import shutil
 import signal
-from collections.abc import Callable
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -64,6 +66,7 @@ class Agent:
         self.client = Client(config.server, timeout=15.0)
         self.state: AgentState | None = None
         self.ray: RayNode | None = None
+        self._ray_temp: Path | None = None
         self._stop = threading.Event()
 
     # -- identity ---------------------------------------------------------
@@ -103,16 +106,18 @@ class Agent:
     # -- Ray ----------------------------------------------------------------
     def start_ray(self) -> RayNode:
         assert self.state is not None
-        address = self.client.ray_cluster(self.state.credential).address
+        cluster = self.client.ray_cluster(self.state.credential)
         r = self.config.resources
+        self._ray_temp = Path(tempfile.mkdtemp(prefix="cp-ray-"))  # short: socket path limit
         return start_ray_node(
             RayNodeSpec(
                 num_cpus=r.cpus,
                 num_gpus=r.gpus,
                 memory_bytes=r.memory_bytes or None,
                 labels={NODE_LABEL: self.state.node_id},
-                head_address=address,
+                head_address=cluster.address,
                 node_ip=self.config.node_ip,
+                temp_dir=self._ray_temp,
                 log_file=self.config.log_dir / f"ray-{self.state.node_id}.log",
             )
         )
@@ -121,6 +126,9 @@ class Agent:
         if self.ray is not None:
             self.ray.stop()
             self.ray = None
+        if self._ray_temp is not None:
+            shutil.rmtree(self._ray_temp, ignore_errors=True)
+            self._ray_temp = None
 
     # -- loop ---------------------------------------------------------------
     def beat(self) -> int:

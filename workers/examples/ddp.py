@@ -76,6 +76,7 @@ def fit(
     rank 0, and a resumed attempt continues from its latest checkpoint.
     """
     ctx = job.context()
+    print(f"commonpool: rank {ctx.rank}/{ctx.world_size} on node {ctx.node_label}", flush=True)
     sampler = DistributedSampler(
         train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg["seed"]
     )

@@ -1,0 +1,57 @@
+"""A real local pool (Ray head + two agents as separate processes) shared by a module."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from commonpool.api.client.sdk import Client
+from commonpool.api.local_pool import LocalPool
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPool]:
+    log = io.StringIO()
+    with LocalPool(tmp_path_factory.mktemp("pool"), agents=2, cpus_per_agent=1.0,
+                   log=log) as running:
+        yield running
+
+
+@pytest.fixture
+def client(pool: LocalPool) -> Iterator[Client]:
+    with Client(pool.url) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def job_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory shipped with jobs (Ray runtime_env working_dir)."""
+    directory = tmp_path_factory.mktemp("jobcode")
+    (directory / "testjobs.py").write_text('''
+import time
+from commonpool.workers import job
+
+
+def crash(config):
+    ctx = job.context()
+    if ctx.rank == config.get("rank", 0):
+        raise ValueError("deliberate failure from the test job")
+    time.sleep(30)
+
+
+def slow(config):
+    ctx = job.context()
+    for step in range(1, config.get("steps", 600) + 1):
+        time.sleep(0.5)
+        job.report({"loss": 1.0 / step}, step=step)
+
+
+def where(config):
+    ctx = job.context()
+    print(f"WHERE rank={ctx.rank} node={ctx.node_label}", flush=True)
+    job.report({"loss": 0.0}, step=1)
+''')
+    return directory
