@@ -23,7 +23,8 @@ import psutil
 
 NODE_LABEL = "commonpool/node"
 WORKER_PORT_SPAN = 200
-_FIXED_PORTS = 10  # node manager, object manager, agents, metrics, and a head's gcs/dashboard/client
+# node manager, object manager, agents, metrics; a head also its gcs, dashboard, client
+_FIXED_PORTS = 10
 START_TIMEOUT_S = 120.0
 _PORT_RANGE = (20000, 32000)  # below the kernel's ephemeral range
 
