@@ -9,6 +9,7 @@ Ray worker node. Everything is stopped, in reverse order, on exit.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from commonpool.workers.ray_node import (
     RayNodeSpec,
     free_port_block,
     start_ray_node,
+    write_token_file,
 )
 from commonpool.workers.runner.ray_jobs import RayJobsRunner, default_storage
 
@@ -68,7 +70,7 @@ class LocalPool:
         self.log = log or sys.stderr
         self.head: RayNode | None = None
         self.ray_temp = Path(tempfile.mkdtemp(prefix="cp-ray-"))  # short: socket paths are limited
-        self.agent_procs: list[subprocess.Popen[str]] = []
+        self.agent_procs: dict[int, subprocess.Popen[str]] = {}
         self.node_ids: list[str] = []
         self.server: uvicorn.Server | None = None
         self.loop: SchedulerLoop | None = None
@@ -95,12 +97,14 @@ class LocalPool:
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.say("starting the Ray head (explicit ports, 0 CPUs)")
+        self.say("starting the Ray head (explicit ports, 0 CPUs, token auth)")
+        token_file = write_token_file(self.ray_temp / "auth_token", secrets.token_hex(32))
         self.head = start_ray_node(
             RayNodeSpec(
                 num_cpus=0,
                 labels={NODE_LABEL: "head"},
                 temp_dir=self.ray_temp,
+                auth_token_file=token_file,
                 log_file=self.state_dir / "logs" / "ray-head.log",
             )
         )
@@ -110,12 +114,17 @@ class LocalPool:
             server_url=self.url,
             ray_address=self.head.address,
             ray_dashboard_url=self.head.dashboard_url or "",
+            ray_auth_token_file=token_file,
             scheduler_interval_s=0.5,
             policy=self.policy,
         )
         upgrade(settings.resolved_database_url)
         self.db = Database(make_engine(settings.resolved_database_url))
-        runner = RayJobsRunner(settings.ray_dashboard_url, default_storage(self.state_dir))
+        runner = RayJobsRunner(
+            settings.ray_dashboard_url,
+            default_storage(self.state_dir),
+            auth_token=settings.ray_auth_token,
+        )
         self.loop = SchedulerLoop(
             self.db,
             make_policy(settings.policy),
@@ -138,14 +147,19 @@ class LocalPool:
         self.say(f"API on {self.url} ({settings.resolved_database_url})")
         self._spawn(self.loop.run_forever, "scheduler")
         for index in range(self.agents):  # one after another: they share Ray's session dir
-            self.node_ids.append(self._start_agent(index))
+            self.node_ids.append(self.add_agent(index))
 
     def _spawn(self, target: object, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
         thread.start()
         self._threads.append(thread)
 
-    def _start_agent(self, index: int) -> str:
+    def add_agent(self, index: int) -> str:
+        """Start agent `index` and wait until its Ray node runs; returns its node id.
+
+        The agent keeps its identity in `<state_dir>/agent-<index>/agent.json`,
+        so starting an index again resumes the same node instead of enrolling.
+        """
         assert self.db is not None
         with self.db.unit_of_work() as session:
             token, _ = create_enrollment_token(session, ttl=timedelta(minutes=10))
@@ -183,7 +197,7 @@ class LocalPool:
             env=env,
             start_new_session=True,
         )
-        self.agent_procs.append(process)
+        self.agent_procs[index] = process
         node_id = self._await_ready(process, index)
         self.say(f"agent {index} joined as {node_id}")
         return node_id
@@ -210,17 +224,23 @@ class LocalPool:
             time.sleep(0.1)
         return found[0]
 
+    def stop_agent(self, index: int) -> int:
+        """SIGTERM agent `index` (it drains, leaves and stops its Ray node); its exit code."""
+        process = self.agent_procs.pop(index)
+        if process.poll() is None:
+            process.terminate()
+        try:
+            return process.wait(timeout=AGENT_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            return process.wait(timeout=10)
+
     def stop(self) -> None:
         """Agents drain and leave, then the scheduler, the API and the Ray head stop."""
-        for process in self.agent_procs:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.agent_procs:
-            try:
-                process.wait(timeout=AGENT_STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, 9)
-                process.wait(timeout=10)
+        for index in list(self.agent_procs):
+            self.agent_procs[index].terminate()
+        for index in list(self.agent_procs):
+            self.stop_agent(index)
         if self.loop is not None:
             self.loop.stop()
         if self.server is not None:

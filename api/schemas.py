@@ -187,6 +187,9 @@ class HeartbeatReply(BaseModel):
 
 class RayClusterInfo(BaseModel):
     address: str = Field(description="GCS address of the pool's Ray head (host:port).")
+    auth_token: str | None = Field(
+        default=None, description="Ray token auth secret; only enrolled nodes receive it."
+    )
 
 
 class NodeAction(_Write):

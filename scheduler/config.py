@@ -57,8 +57,19 @@ class Settings(BaseSettings):
     ray_dashboard_url: str = Field(
         default="", description="Ray dashboard URL the runner submits jobs to (Ray Jobs API)."
     )
+    ray_auth_token_file: Path | None = Field(
+        default=None,
+        description="File holding the Ray cluster's auth token (RAY_AUTH_MODE=token); "
+        "handed to enrolled agents and used by the runner.",
+    )
     max_request_bytes: int = Field(default=1_000_000, gt=0)
     page_size_max: int = Field(default=500, gt=0, le=10_000)
+
+    @property
+    def ray_auth_token(self) -> str | None:
+        if self.ray_auth_token_file is None:
+            return None
+        return self.ray_auth_token_file.read_text().strip()
 
     @property
     def resolved_database_url(self) -> str:

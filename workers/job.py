@@ -41,8 +41,10 @@ class JobContext:
 
 
 def context() -> JobContext:
-    """Who and where this worker is (works outside Ray too, as a single worker)."""
-    rank, world, local = 0, 1, 0
+    """Who and where this worker is: under Ray Train, under torchrun (RANK/WORLD_SIZE), or alone."""
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
     node_label = None
     try:
         import ray.train
@@ -52,7 +54,7 @@ def context() -> JobContext:
         import ray
 
         node_label = ray.get_runtime_context().get_node_labels().get("commonpool/node")
-    except Exception:  # not inside a Ray Train worker: a plain local run
+    except Exception:  # not inside a Ray Train worker: torchrun or a plain local run
         pass
     return JobContext(
         job_id=os.environ.get(ENV_JOB_ID),

@@ -62,6 +62,7 @@ class RayNodeSpec:
     node_ip: str = "127.0.0.1"
     temp_dir: Path | None = None
     object_store_bytes: int = 256 * 2**20
+    auth_token_file: Path | None = None
     env: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -114,6 +115,22 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
     except ProcessLookupError:
         pass
+
+
+def auth_env(token_file: Path | None) -> dict[str, str]:
+    """Ray token authentication: every node, driver and client of the cluster needs both."""
+    if token_file is None:
+        return {}
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
+
+
+def write_token_file(path: Path, token: str) -> Path:
+    """The token in a file only its owner can read (mode 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token)
+    return path
 
 
 def ray_executable() -> str:
@@ -176,6 +193,7 @@ def start_ray_node(spec: RayNodeSpec) -> RayNode:
         # A stopping node must fail its Train workers at once, not drain them for 30 s
         # (Train would see a "preemption" and retry placement instead of failing).
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+        **auth_env(spec.auth_token_file),
         **spec.env,
     }
     with open(log_path, "ab") as log:

@@ -18,6 +18,7 @@ from commonpool.scheduler.config import Settings, get_settings
 from . import render
 
 if TYPE_CHECKING:
+    from commonpool.scheduler.launcher import Launcher
     from commonpool.scheduler.loop import SchedulerLoop
     from commonpool.scheduler.store.uow import Database
 
@@ -62,7 +63,30 @@ def build_loop(settings: Settings, db: Database, policy: str | None = None) -> S
         make_policy(policy or settings.policy),
         interval_s=settings.scheduler_interval_s,
         on_error=log_error,
+        launcher=build_launcher(settings, db),
     )
+
+
+def build_launcher(settings: Settings, db: Database) -> Launcher | None:
+    """The Ray launcher when the pool has a Ray cluster (ray_dashboard_url), else None.
+
+    Without it the loop still places jobs (QUEUED -> PLACED) but starts none,
+    and says so at start-up.
+    """
+    if not settings.ray_dashboard_url:
+        render.err_console.print(
+            "[yellow]no ray_dashboard_url configured: jobs will be placed but not launched[/]"
+        )
+        return None
+    from commonpool.scheduler.launcher import Launcher
+    from commonpool.workers.runner.ray_jobs import RayJobsRunner, default_storage
+
+    runner = RayJobsRunner(
+        settings.ray_dashboard_url,
+        default_storage(settings.state_dir),
+        auth_token=settings.ray_auth_token,
+    )
+    return Launcher(db, runner, server_url=settings.server_url)
 
 
 def server(

@@ -75,7 +75,7 @@ def ray_cluster(node: NodeDep, settings: SettingsDep) -> RayClusterInfo:
     """Where an enrolled agent's Ray worker node joins (only for enrolled nodes)."""
     if not settings.ray_address:
         raise Unavailable("this pool runs no Ray cluster (ray_address is not configured)")
-    return RayClusterInfo(address=settings.ray_address)
+    return RayClusterInfo(address=settings.ray_address, auth_token=settings.ray_auth_token)
 
 
 @router.get("/nodes", response_model=list[NodeRead])

@@ -33,7 +33,7 @@ from commonpool.api.client.sdk import Client
 from commonpool.api.schemas import NodeEnroll
 from commonpool.scheduler.domain.errors import CommonpoolError, StaleLease, Unavailable
 
-from ..ray_node import NODE_LABEL, RayNode, RayNodeSpec, start_ray_node
+from ..ray_node import NODE_LABEL, RayNode, RayNodeSpec, start_ray_node, write_token_file
 from .probe import Resources
 from .state import AgentState, load_state, save_state
 
@@ -59,8 +59,7 @@ class AgentConfig:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig,
-                 on_ready: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: AgentConfig, on_ready: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.on_ready = on_ready
         self.client = Client(config.server, timeout=15.0)
@@ -109,6 +108,11 @@ class Agent:
         cluster = self.client.ray_cluster(self.state.credential)
         r = self.config.resources
         self._ray_temp = Path(tempfile.mkdtemp(prefix="cp-ray-"))  # short: socket path limit
+        token_file = (
+            write_token_file(self._ray_temp / "auth_token", cluster.auth_token)
+            if cluster.auth_token
+            else None
+        )
         return start_ray_node(
             RayNodeSpec(
                 num_cpus=r.cpus,
@@ -118,6 +122,7 @@ class Agent:
                 head_address=cluster.address,
                 node_ip=self.config.node_ip,
                 temp_dir=self._ray_temp,
+                auth_token_file=token_file,
                 log_file=self.config.log_dir / f"ray-{self.state.node_id}.log",
             )
         )

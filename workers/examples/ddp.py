@@ -17,16 +17,16 @@ CHECKPOINT_FILE = "model.pt"
 
 
 def prepare(model: nn.Module) -> nn.Module:
-    """DDP-wrap under Ray Train (gloo on CPU, NCCL on GPU); unchanged in a plain local run."""
+    """DDP-wrap under Ray Train or torchrun (gloo on CPU, NCCL on GPU); alone, unchanged."""
+    if job.context().world_size == 1:
+        return model
     try:
         import ray.train
         import ray.train.torch
 
         ray.train.get_context()
-    except Exception:
-        return model
-    if job.context().world_size == 1:
-        return model
+    except Exception:  # torchrun: the process group is already initialised
+        return nn.parallel.DistributedDataParallel(model)
     return ray.train.torch.prepare_model(model)
 
 

@@ -1,0 +1,84 @@
+"""DDP training throughput through the pool vs plain `torchrun` on the same machine.
+
+    python -m benchmarks.ddp_throughput [--epochs 6] [--samples 4096]
+
+The same code (`commonpool.workers.examples.synthetic_convnet`, 2 workers,
+gloo, 1 CPU each) runs twice: as a pool job on a local pool (2 agents) and
+under `torchrun --nproc-per-node 2`. Each epoch reports samples/s; the first
+epoch is warm-up and dropped; the figure is the median of the rest. Prints
+a table and, last, one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from commonpool.api.client.sdk import Client
+from commonpool.api.local_pool import LocalPool
+from commonpool.scheduler.spec import JobSpec
+
+EXAMPLE = "synthetic_convnet"
+EPOCH_LINE = re.compile(r"samples/s (\d+)")
+
+
+def through_pool(config: dict[str, int]) -> list[float]:
+    with tempfile.TemporaryDirectory(prefix="cp-ddp-") as work, \
+            LocalPool(Path(work), agents=2, log=io.StringIO()) as pool, Client(pool.url) as client:
+        job = client.submit_job(JobSpec(
+            name="ddp-throughput", entrypoint=f"commonpool.workers.examples.{EXAMPLE}:train",
+            workers=2, args=config))
+        final = client.wait(job.id, timeout_s=1800)
+        if final.state != "SUCCEEDED":
+            raise RuntimeError(f"pool run ended {final.state}: {final.exit_reason}")
+        return [m.values["samples_per_s"] for m in client.job_metrics(job.id)]
+
+
+def through_torchrun(config: dict[str, int]) -> list[float]:
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    args = [torchrun, "--nproc-per-node", "2", "-m", "commonpool.workers.examples.torchrun_entry",
+            EXAMPLE, *(f"{k}={v}" for k, v in config.items())]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1800, check=True)
+    return [float(x) for x in EPOCH_LINE.findall(out.stdout)]
+
+
+def steady(rates: list[float]) -> float:
+    return statistics.median(rates[1:] if len(rates) > 1 else rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--samples", type=int, default=4096)
+    args = parser.parse_args()
+    config = {"epochs": args.epochs, "samples": args.samples}
+    runs = {"torchrun": through_torchrun(config), "pool": through_pool(config)}
+    table = Table(title=f"{EXAMPLE}, 2 DDP workers (gloo, 1 CPU each): samples/s per epoch")
+    table.add_column("side")
+    table.add_column("steady samples/s")
+    table.add_column("per epoch")
+    for side, rates in runs.items():
+        table.add_row(side, f"{steady(rates):.0f}", " ".join(f"{r:.0f}" for r in rates))
+    Console().print(table)
+    ratio = steady(runs["pool"]) / steady(runs["torchrun"])
+    Console().print(f"pool / torchrun = {ratio:.3f} (goal >= 0.97)")
+    print(json.dumps({"benchmark": "ddp_throughput", "example": EXAMPLE, **config,
+                      "pool_samples_per_s": steady(runs["pool"]),
+                      "torchrun_samples_per_s": steady(runs["torchrun"]), "ratio": ratio,
+                      "pool_epochs": runs["pool"], "torchrun_epochs": runs["torchrun"]}))
+
+
+if __name__ == "__main__":
+    main()
