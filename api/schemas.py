@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from commonpool.scheduler.spec import JobSpec, LabelKey, LabelValue, Name, ResourcesSpec
 
@@ -167,9 +167,55 @@ class NodeEnrolled(BaseModel):
     )
 
 
+MAX_ENERGY_INTERVALS = 120
+MAX_ENERGY_JOBS = 32
+_JOULES = Field(ge=0, le=1e12)
+
+
+class JobEnergyIn(_Write):
+    """One job's metered share of an interval (before the node's PUE)."""
+
+    joules: float = _JOULES
+    estimated_j: float = _JOULES
+
+
+class EnergyIntervalIn(_Write):
+    """A node's energy over [start, end): total = sum(jobs) + idle + other."""
+
+    start: AwareDatetime
+    end: AwareDatetime
+    total_j: float = _JOULES
+    idle_j: float = _JOULES
+    other_j: float = _JOULES
+    estimated_j: float = _JOULES
+    cpu_utilization: float | None = Field(default=None, ge=0, le=1)
+    jobs: dict[Name, JobEnergyIn] = Field(default_factory=dict, max_length=MAX_ENERGY_JOBS)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EnergyIntervalIn:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        parts = self.idle_j + self.other_j + sum(j.joules for j in self.jobs.values())
+        if parts > self.total_j * (1 + 1e-6) + 1e-6:
+            raise ValueError(f"parts ({parts:g} J) exceed the interval total ({self.total_j:g} J)")
+        return self
+
+
+class EnergyReportIn(_Write):
+    """Energy an agent measured since its last accepted heartbeat (bounded, aggregated)."""
+
+    methods: dict[Name, Name] = Field(default_factory=dict, max_length=16)
+    is_estimated: bool = True
+    note: str | None = Field(default=None, max_length=1000)
+    intervals: list[EnergyIntervalIn] = Field(default_factory=list, max_length=MAX_ENERGY_INTERVALS)
+
+
 class Heartbeat(_Write):
     epoch: int = Field(ge=1)
     utilization: dict[str, float] = Field(default_factory=dict, max_length=50)
+    energy: EnergyReportIn | None = Field(
+        default=None, description="Energy since the last accepted heartbeat (optional)."
+    )
 
 
 class HeldAllocation(_Read):
@@ -202,23 +248,92 @@ class ResourceTotalsRead(_Read):
     gpus: int
 
 
+class PoolEnergyRead(_Read):
+    """Lifetime energy of the pool's nodes; idle is the pool's idle cost, not charged to jobs."""
+
+    busy_j: float = 0.0
+    idle_j: float = 0.0
+    other_j: float = Field(default=0.0, description="Donor activity that is not a pool job.")
+    total_j: float = 0.0
+    total_kwh: float = 0.0
+    estimated_percent: float = 0.0
+    busy_co2e_g: float = 0.0
+    idle_co2e_g: float = 0.0
+    other_co2e_g: float = 0.0
+    co2e_g: float = 0.0
+
+
 class PoolSummaryRead(_Read):
     jobs_by_state: dict[str, int]
     nodes_by_state: dict[str, int]
     total: ResourceTotalsRead
     used: ResourceTotalsRead
     free: ResourceTotalsRead
+    energy: PoolEnergyRead = Field(default_factory=PoolEnergyRead)
+
+
+class EnergyPointRead(_Read):
+    at: datetime
+    energy_j: float
+    co2e_g: float
+
+
+class JobEnergyNodeRead(_Read):
+    node_id: str
+    node_name: str | None
+    region: str | None
+    pue: float
+    energy_j: float
+    kwh: float
+    estimated_j: float
+    is_estimated: bool
+    co2e_g: float
+    methods: dict[str, str]
+    method_note: str | None
+    intensity_source: str | None
+    intensity_fallback: bool
+    first_at: datetime
+    last_at: datetime
+
+
+class JobEnergyRead(_Read):
+    """A job's energy = the sum of its per-node parts; carbon at each node's grid intensity."""
+
+    job_id: str
+    energy_j: float
+    kwh: float
+    co2e_g: float
+    g_per_kwh: float | None = Field(description="Effective intensity: co2e_g / kwh.")
+    estimated_percent: float
+    is_estimated: bool
+    methods: list[str]
+    method_summary: str
+    intensity_sources: list[str]
+    intensity_fallback: bool
+    first_at: datetime | None
+    last_at: datetime | None
+    samples: float | None
+    samples_basis: str | None
+    j_per_sample: float | None
+    nodes: list[JobEnergyNodeRead]
+    series: list[EnergyPointRead]
 
 
 __all__ = [
     "AllocationRead",
     "CancelRequest",
+    "EnergyIntervalIn",
+    "EnergyPointRead",
+    "EnergyReportIn",
     "EnrollmentTokenCreate",
     "EnrollmentTokenRead",
     "EventRead",
     "Heartbeat",
     "HeartbeatReply",
     "HeldAllocation",
+    "JobEnergyIn",
+    "JobEnergyNodeRead",
+    "JobEnergyRead",
     "JobRead",
     "JobSpec",
     "LogBatch",
@@ -230,6 +345,7 @@ __all__ = [
     "NodeEnrolled",
     "NodeRead",
     "Page",
+    "PoolEnergyRead",
     "PoolSummaryRead",
     "RayClusterInfo",
     "ResourcesSpec",

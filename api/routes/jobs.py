@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from commonpool.scheduler.domain.states import JobState
 from commonpool.scheduler.services import jobs as svc
 
-from ..deps import ReadSession, WriteSession, get_db
+from ..deps import ReadSession, WriteSession, get_db, in_write_unit
 from ..schemas import (
     AllocationRead,
     CancelRequest,
@@ -33,10 +33,11 @@ FOLLOW_POLL_S = 0.5
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobRead)
-def submit(spec: JobSpec, session: WriteSession, request: Request) -> JobRead:
-    job = svc.submit_job(session, spec, actor=spec.owner)
+async def submit(spec: JobSpec, request: Request) -> JobRead:
+    """The hot path: the whole unit of work runs in a single worker-thread hop."""
+    job = await in_write_unit(request, svc.submit_job, spec, actor=spec.owner)
     request.app.state.wake_scheduler()
-    return JobRead.model_validate(job)
+    return job
 
 
 @router.get("", response_model=Page[JobRead])

@@ -28,9 +28,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
+    # pre-ping: recover by itself after a database restart (one cheap round trip).
     kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    # As many pooled connections as the API's worker threads (anyio's default 40):
+    # overflow connections are closed on return, each reopen costs a new backend.
+    kwargs.setdefault("pool_size", 40)
+    kwargs.setdefault("max_overflow", 10)
     return create_engine(parsed, **kwargs)
 
 
