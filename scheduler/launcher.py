@@ -13,6 +13,8 @@ RUNNING itself is set when the job reports its first step (see
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
@@ -45,10 +47,23 @@ class LaunchReport:
 
 
 class Launcher:
-    def __init__(self, db: Database, runner: Runner, *, server_url: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        runner: Runner,
+        *,
+        server_url: str,
+        poll_interval_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`poll_interval_s` bounds how often one run is polled: polling costs the
+        Ray head and this process CPU that the training on a small node needs."""
         self.db = db
         self.runner = runner
         self.server_url = server_url
+        self.poll_interval_s = poll_interval_s
+        self.clock = clock
+        self._last_poll: dict[str, float] = {}
 
     def step(self) -> LaunchReport:
         report = LaunchReport()
@@ -146,7 +161,13 @@ class Launcher:
                     Job.runner_ref.is_not(None),
                 )
             ).all()
+        now = self.clock()
+        live = {ref for _, ref in rows}
+        self._last_poll = {ref: t for ref, t in self._last_poll.items() if ref in live}
         for job_id, ref in rows:
+            if now - self._last_poll.get(ref, -float("inf")) < self.poll_interval_s:
+                continue
+            self._last_poll[ref] = now
             # Poll first: once a run has ended its output is complete, so no line is lost.
             outcome = self.runner.poll(ref)
             lines = self.runner.new_log_lines(ref)
