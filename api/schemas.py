@@ -233,6 +233,7 @@ class HeartbeatReply(BaseModel):
 
 class RayClusterInfo(BaseModel):
     address: str = Field(description="GCS address of the pool's Ray head (host:port).")
+    dashboard_url: str | None = Field(default=None, description="The Ray head's dashboard URL.")
     auth_token: str | None = Field(
         default=None, description="Ray token auth secret; only enrolled nodes receive it."
     )

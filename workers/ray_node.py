@@ -59,6 +59,7 @@ class RayNodeSpec:
     memory_bytes: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     head_address: str | None = None  # GCS host:port to join; None starts a head
+    head_dashboard_url: str | None = None  # the head's dashboard, for a joining node
     node_ip: str = "127.0.0.1"
     temp_dir: Path | None = None
     object_store_bytes: int = 256 * 2**20
@@ -179,6 +180,7 @@ def start_ray_node(spec: RayNodeSpec) -> RayNode:
         ]
     else:
         address = spec.head_address or ""
+        dashboard_url = spec.head_dashboard_url
         args.append(f"--address={address}")
     if spec.temp_dir:
         # Per node: nodes sharing a session dir on one host also share runtime_env
@@ -194,6 +196,9 @@ def start_ray_node(spec: RayNodeSpec) -> RayNode:
         # (Train would see a "preemption" and retry placement instead of failing).
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
         **auth_env(spec.auth_token_file),
+        # Ray's own helpers (e.g. Train's placement-group cleaner) look the cluster up
+        # by address; with several Ray clusters on one host they must be told which.
+        **({"RAY_API_SERVER_ADDRESS": dashboard_url} if dashboard_url else {}),
         **spec.env,
     }
     with open(log_path, "ab") as log:
