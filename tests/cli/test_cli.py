@@ -80,3 +80,22 @@ def test_db_upgrade_and_scheduler_once(tmp_path: Path) -> None:
     bad = subprocess.run([*CLI, "scheduler", "--once", "--policy", "nope"], capture_output=True,
                          text=True, env=env, timeout=120)
     assert bad.returncode != 0 and "fifo" in bad.stderr
+
+
+def test_second_scheduler_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
+    env = {**os.environ, "COMMONPOOL_STATE_DIR": str(tmp_path)}
+    first = subprocess.Popen([*CLI, "scheduler", "--interval", "0.2"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stderr is not None
+        assert "scheduler running" in first.stderr.readline() + first.stderr.readline()
+        second = subprocess.run([*CLI, "scheduler", "--once"], capture_output=True, text=True,
+                                env=env, timeout=120)
+        assert second.returncode == 3
+        assert "already runs on this SQLite database" in second.stderr
+    finally:
+        first.terminate()
+        first.wait(timeout=30)
+    after = subprocess.run([*CLI, "scheduler", "--once"], capture_output=True, text=True,
+                           env=env, timeout=120)
+    assert after.returncode == 0, after.stderr  # the lock died with its process
