@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from commonpool.scheduler.config import Settings, get_settings
+from commonpool.scheduler.store.singleton import SchedulerLock
 
 from . import render
 
@@ -95,7 +96,6 @@ def server(
     with_scheduler: bool = typer.Option(
         False, "--with-scheduler", help="Also run the scheduler loop in this process."
     ),
-    workers: int = typer.Option(1, min=1, help="uvicorn worker processes."),
 ) -> None:
     """Run the REST API (migrating the database first)."""
     import uvicorn
@@ -105,6 +105,9 @@ def server(
     settings = get_settings()
     db = open_database(settings)
     loop = build_loop(settings, db) if with_scheduler else None
+    lock = SchedulerLock(settings.resolved_database_url)
+    if loop is not None:
+        lock.acquire()  # held while this process lives (the kernel drops it on exit)
     app = create_app(settings, db, wake_scheduler=loop.wake if loop else None)
     if loop is not None:
         threading.Thread(target=loop.run_forever, name="scheduler", daemon=True).start()
@@ -116,7 +119,6 @@ def server(
         app,
         host=host or settings.host,
         port=port or settings.port,
-        workers=workers,
         log_level="warning",
         access_log=False,
     )
@@ -133,6 +135,8 @@ def scheduler(
     settings = get_settings()
     db = open_database(settings)
     loop = build_loop(settings, db, policy)
+    lock = SchedulerLock(settings.resolved_database_url)
+    lock.acquire()  # held while this process lives (the kernel drops it on exit)
     if interval is not None:
         loop.interval_s = interval
     if once:
