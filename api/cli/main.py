@@ -16,7 +16,7 @@ from commonpool.scheduler.domain.errors import CommonpoolError
 from commonpool.scheduler.simulate.cli import simulate_command
 
 from ..client.errors import ConnectionFailed
-from . import agent, jobs, nodes, server, up
+from . import agent, compress, jobs, nodes, server, up
 from .context import EXIT_API_PROBLEM, EXIT_CONNECTION, ServerOption, state
 from .render import err_console
 
@@ -52,6 +52,7 @@ app.command("up", rich_help_panel="Processes")(up.up)
 app.command("demo", rich_help_panel="Processes")(up.demo)
 app.add_typer(server.db_app, name="db", rich_help_panel="Processes")
 app.command("simulate", rich_help_panel="Research")(simulate_command)
+app.command("compress", rich_help_panel="Research")(compress.compress)
 
 
 def main() -> None:

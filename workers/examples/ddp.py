@@ -66,6 +66,13 @@ def resume_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     return int(state["epoch"])
 
 
+def make_optimizer(model: nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    """SGD with momentum (the default), or AdamW with `optimizer: adamw` (Transformers)."""
+    if cfg.get("optimizer", "sgd") == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg["lr"])
+    return torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=0.9)
+
+
 def fit(
     model: nn.Module, train_set: TensorDataset, test_set: TensorDataset, cfg: dict[str, Any]
 ) -> dict[str, float]:
@@ -81,7 +88,7 @@ def fit(
         train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg["seed"]
     )
     loader = DataLoader(train_set, batch_size=cfg["batch_size"], sampler=sampler)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=0.9)
+    optimizer = make_optimizer(model, cfg)
     start_epoch = resume_state(model, optimizer)
     model = prepare(model)
     loss_fn = nn.CrossEntropyLoss()
