@@ -36,3 +36,6 @@ class Plan:
     placements: tuple[Placement, ...] = ()
     preemptions: tuple[Preemption, ...] = ()
     pending_reasons: Mapping[str, str] = field(default_factory=dict)
+    # Ask to be planned again by this time even if nothing else happens (e.g. a job deferred
+    # to a cleaner window); None = only on events. The live loop plans often and can ignore it.
+    review_at: float | None = None

@@ -2,7 +2,9 @@
 
 Base policies order the queue (``fifo``, ``backfill``, ``las``, ``fair``); ``+hetero``
 composes heterogeneity-aware GPU-type choice over any of them (``hetero`` alone means
-``las+hetero``). Backfill composes with fair share through ``fair`` (work-conserving
+``las+hetero``); ``+carbon`` composes carbon-aware timing and region choice over any name
+here, e.g. ``fifo+carbon``, ``fair+hetero+carbon`` (``carbon`` alone means ``las+carbon``).
+Backfill composes with fair share through ``fair`` (work-conserving
 already) and with FIFO as the ``backfill`` policy itself.
 """
 
@@ -13,6 +15,7 @@ from typing import Any
 
 from .backfill import BackfillPolicy
 from .base import Policy
+from .carbon import CarbonPolicy
 from .fair import FairPolicy
 from .fifo import FifoPolicy
 from .hetero import HeteroPolicy
@@ -27,6 +30,7 @@ _BASES: dict[str, Factory] = {
     "fair": FairPolicy,
 }
 HETERO_SUFFIX = "+hetero"
+CARBON_SUFFIX = "+carbon"
 POLICY_NAMES: tuple[str, ...] = (
     *_BASES, "hetero", *(f"{b}{HETERO_SUFFIX}" for b in _BASES if b != "las"),
 )
@@ -36,7 +40,8 @@ class UnknownPolicyError(ValueError):
     """The name is not a registered policy; the message lists the valid ones."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"unknown policy {name!r}; valid: {', '.join(POLICY_NAMES)}")
+        super().__init__(f"unknown policy {name!r}; valid: {', '.join(POLICY_NAMES)} "
+                         f"(each also as NAME{CARBON_SUFFIX})")
         self.name = name
 
 
@@ -52,8 +57,17 @@ def make_policy(name: str, **options: Any) -> Policy:
     """Build a policy by name; options go to its constructor (unknown ones raise TypeError).
 
     For ``X+hetero`` the ``throughputs`` option goes to the hetero layer, the rest to ``X``.
+    For ``X+carbon`` the carbon layer's options (``CarbonPolicy``) are taken, the rest go to
+    ``X``.
     """
     key = name.strip().lower()
+    if key == "carbon":
+        key = f"las{CARBON_SUFFIX}"
+    if key.endswith(CARBON_SUFFIX):
+        base = key.removesuffix(CARBON_SUFFIX)
+        if base.endswith(CARBON_SUFFIX) or base not in POLICY_NAMES:
+            raise UnknownPolicyError(name)
+        return CarbonPolicy(base, **options)
     if key == "hetero":
         key = f"las{HETERO_SUFFIX}"
     if key.endswith(HETERO_SUFFIX):

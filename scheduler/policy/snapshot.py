@@ -97,6 +97,11 @@ class JobView:
     estimated_runtime_s: float | None = None
     # GPU types the job cannot run on (e.g. too little memory); a softer form of gpu_type.
     excluded_gpu_types: frozenset[str] = frozenset()
+    # Carbon-aware scheduling (``+carbon``): the job may be shifted in time/space to cleaner
+    # power as long as ``deadline`` holds; jobs with carbon ``ignore`` leave this False.
+    carbon_aware: bool = False
+    # Times the ``carbon`` layer has already suspended this job at a checkpoint.
+    carbon_suspensions: int = 0
 
     @property
     def min_demand(self) -> Resources:
@@ -137,6 +142,12 @@ class ClusterSnapshot:
     running: tuple[RunningJobView, ...] = ()
     project_weights: Mapping[str, float] = field(default_factory=dict)
     donor_credits: Mapping[str, float] = field(default_factory=dict)
+    # Carbon-intensity forecast per region: ``((t, g_per_kwh), ...)`` on this snapshot's
+    # clock, each value holding until the next point (read only by the ``carbon`` layer).
+    carbon_forecast: Mapping[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    # Unix time of ``now == 0`` (0 live, where ``now`` is epoch seconds; the simulator's
+    # calendar start): only used to print human times such as "expected start 03:00".
+    epoch_offset_s: float = 0.0
 
     def without(self, job_ids: Iterable[str]) -> ClusterSnapshot:
         """A what-if copy with these queued jobs removed and these running jobs stopped.

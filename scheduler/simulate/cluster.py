@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..policy.snapshot import NodeView, Resources
@@ -10,24 +11,33 @@ from ..policy.snapshot import NodeView, Resources
 GIB = 2**30
 
 
-def parse_cluster(spec: str, gpus_per_node: int = 4) -> list[NodeView]:
+def parse_cluster(spec: str, gpus_per_node: int = 4,
+                  regions: Sequence[str] = ()) -> list[NodeView]:
     """``"k80:12,p100:12,v100:12"`` -> nodes of ``gpus_per_node`` GPUs (last one smaller).
 
     Each simulated node is a donor machine of its own project ``donor-<type>``, so donor
-    credits have someone to credit.
+    credits have someone to credit. Regions: ``"k80:8@GB,k80:4@DE"`` puts a part's nodes in
+    one region (ids ``k80-gb-0``...); otherwise ``regions=("GB", "DE")`` deals each part's
+    nodes out round-robin (``k80-0`` GB, ``k80-1`` DE, ``k80-2`` GB, ...). A node's region is
+    also its ``region`` label.
     """
     nodes: list[NodeView] = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
-        gpu_type, _, count = part.partition(":")
+        body, _, region = part.partition("@")
+        gpu_type, _, count = body.partition(":")
+        if not gpu_type or not count.strip().isdigit() or int(count) <= 0:
+            raise ValueError(f"bad cluster spec part {part!r}; expected TYPE:GPUS[@REGION]")
         left = int(count)
-        if not gpu_type or left <= 0:
-            raise ValueError(f"bad cluster spec part {part!r}; expected TYPE:GPUS")
+        region = region.strip().upper()
         k = 0
         while left > 0:
             g = min(gpus_per_node, left)
             total = Resources(float(4 * g), 64 * g * GIB, g)
-            nodes.append(NodeView(f"{gpu_type}-{k}", total, total, gpu_type,
-                                  {"gpu": gpu_type}, donor_project=f"donor-{gpu_type}"))
+            where = region or (regions[k % len(regions)].upper() if regions else None)
+            node_id = f"{gpu_type}-{region.lower()}-{k}" if region else f"{gpu_type}-{k}"
+            labels = {"gpu": gpu_type, **({"region": where} if where else {})}
+            nodes.append(NodeView(node_id, total, total, gpu_type, labels, region=where,
+                                  donor_project=f"donor-{gpu_type}"))
             left -= g
             k += 1
     return nodes

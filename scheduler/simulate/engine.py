@@ -10,6 +10,12 @@ shares drift. Quiet stretches are jumped over, never stepped.
 A job's progress rate is its whole-job throughput for its GPU type and size (Gavel's
 ``null`` entry). Policy preemptions checkpoint at the boundary (no work lost, as Gavel);
 a donor node leaving mid-round rolls its jobs back to their last periodic checkpoint.
+
+With a ``CarbonSetup`` (``carbon.py``) nodes carry regions, every snapshot carries the
+regions' intensity forecast, a seeded share of jobs is flexible (carbon-aware, with a
+deadline), each run's energy (GPU power x busy time) is charged the true intensity of its
+nodes' region, and a plan's ``review_at`` (a deferred job's window opening) is a boundary
+the clock visits even if nothing else happens.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from ..policy.credits import accrue
 from ..policy.plan import Placement
 from ..policy.snapshot import ClusterSnapshot, JobView, NodeView, Resources, RunningJobView
 from ..policy.throughput import ThroughputTable
+from .carbon import HOUR, CarbonSetup, gpu_watts
 from .cluster import GIB, ChurnModel
 from .trace import TraceJob
 
@@ -47,6 +54,12 @@ class SimJob:
     rate: float = 0.0
     run_start: float = 0.0
     steps_at_start: float = 0.0
+    # carbon (filled only with a CarbonSetup, except energy which is always counted)
+    flexible: bool = False
+    deadline: float | None = None
+    carbon_suspensions: int = 0
+    energy_kwh: float = 0.0
+    co2e_g: float = 0.0
 
     def progress_at(self, t: float) -> float:
         return self.steps_at_start + self.rate * (t - self.run_start)
@@ -65,6 +78,7 @@ class Sample:
     busy_gpus: int
     online_gpus: int
     queued: int
+    busy_by_region: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -75,6 +89,7 @@ class SimResult:
     churn_preemptions: int = 0
     lost_gpu_s: float = 0.0
     plans: int = 0
+    carbon_suspensions: int = 0
     contention_integral: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
@@ -86,6 +101,7 @@ class Simulator:
         table: ThroughputTable, *, churn: ChurnModel | None = None, seed: int = 0,
         round_s: float = 360.0, recompute_s: float = 1920.0, preemptive: bool | None = None,
         project_of: ProjectOf | None = None, backfill_estimates: bool = True,
+        carbon: CarbonSetup | None = None,
     ) -> None:
         self.trace = jobs
         self.nodes = {n.id: n for n in nodes}
@@ -101,6 +117,16 @@ class Simulator:
         self.project_of = project_of or (lambda j: j.family)
         self.estimates = backfill_estimates
         self.types = sorted({n.gpu_type for n in nodes if n.gpu_type})
+        self.carbon = carbon
+        self.deadlines: dict[int, float] = {}
+        if carbon is not None and carbon.flexible.fraction > 0:
+            for index in sorted(carbon.flexible.pick([j.index for j in jobs])):
+                t = next(j for j in jobs if j.index == index)
+                slowest = min((self.rate(t, g) for g in self.types if self.rate(t, g) > 0),
+                              default=0.0)
+                if slowest > 0:
+                    self.deadlines[index] = carbon.flexible.deadline(
+                        t.arrival_s, t.total_steps / slowest)
 
     # -- rates ----------------------------------------------------------------------------
     def rate(self, job: TraceJob, gpu_type: str | None) -> float:
@@ -112,19 +138,27 @@ class Simulator:
         excluded = frozenset(g for g in self.types if self.rate(t, g) <= 0)
         slowest = min((self.rate(t, g) for g in self.types if self.rate(t, g) > 0), default=0)
         remaining = t.total_steps - j.steps_done
+        estimate = remaining / slowest if self.estimates and slowest else None
+        if estimate is not None and j.placement is not None and j.rate > 0:
+            # running: the rate on its GPU type is known, so is the time left
+            estimate = max(0.0, t.total_steps - j.progress_at(now)) / j.rate
         return JobView(
             id=str(t.index), per_worker=Resources(4.0, 64 * GIB, 1), workers_min=t.gpus,
             workers_max=t.gpus, project=j.project, submitted_at=t.arrival_s,
             attained_service_s=j.attained_gpu_s + (
                 t.gpus * (now - j.run_start) if j.placement else 0.0),
             job_type=t.job_type, excluded_gpu_types=excluded,
-            estimated_runtime_s=remaining / slowest if self.estimates and slowest else None,
+            estimated_runtime_s=estimate, deadline=j.deadline, carbon_aware=j.flexible,
+            carbon_suspensions=j.carbon_suspensions,
         )
 
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> SimResult:
         jobs = [SimJob(t, self.project_of(t)) for t in self.trace]
-        {str(j.trace.index): j for j in jobs}
+        for j in jobs:
+            if j.trace.index in self.deadlines:
+                j.flexible, j.deadline = True, self.deadlines[j.trace.index]
+        review_at: float | None = None
         arrivals = list(reversed(jobs))  # pop() = next arrival
         queued: dict[str, SimJob] = {}
         running: dict[str, SimJob] = {}
@@ -152,23 +186,35 @@ class Simulator:
                 result.contention_integral[j.trace.index] = (active_integral, 0.0)
                 dirty = True
             # 2. plan
+            if review_at is not None and t >= review_at:
+                dirty = True
             if dirty or (self.preemptive and queued and t - last_plan >= self.recompute_s):
                 snap = self._snapshot(t, online, queued, running, credits)
                 plan = self.policy.plan(snap)
                 result.plans += 1
-                last_plan, dirty = t, False
+                last_plan, dirty, review_at = t, False, plan.review_at
                 for pre in plan.preemptions:
                     j = running.pop(pre.job_id)
                     self._stop(j, t, checkpoint=t)
                     queued[pre.job_id] = j
                     result.preemptions += 1
+                    if pre.reason.startswith("carbon:"):
+                        j.carbon_suspensions += 1
+                        result.carbon_suspensions += 1
                 for placement in plan.placements:
                     j = queued.pop(placement.job_id)
                     self._start(j, placement, t)
                     running[placement.job_id] = j
             busy = sum(j.trace.gpus for j in running.values())
             online_gpus = sum(self.nodes[n].total.gpus for n in online)
-            result.samples.append(Sample(t, busy, online_gpus, len(queued)))
+            by_region: dict[str, int] = {}
+            if self.carbon is not None:
+                for j in running.values():
+                    assert j.placement is not None
+                    for w in j.placement.workers:
+                        r = self.nodes[w.node_id].region or "?"
+                        by_region[r] = by_region.get(r, 0) + w.resources.gpus
+            result.samples.append(Sample(t, busy, online_gpus, len(queued), by_region))
             # 3. the next boundary worth visiting
             nxt = min((j.finish_at() for j in running.values()), default=math.inf)
             if arrivals:
@@ -177,6 +223,8 @@ class Simulator:
                 nxt = min(nxt, churn_heap[0][0])
             if self.preemptive and queued and running:
                 nxt = min(nxt, last_plan + self.recompute_s)
+            if review_at is not None:
+                nxt = min(nxt, review_at)
             if math.isinf(nxt):
                 if queued and not running and not churn_heap:
                     raise RuntimeError(f"{len(queued)} jobs can never run on this pool")
@@ -217,11 +265,25 @@ class Simulator:
 
     def _stop(self, j: SimJob, t: float, checkpoint: float) -> float:
         """End the current run at ``t``, keeping progress up to ``checkpoint``; GPU-s lost."""
+        self._account(j, t)
         j.steps_done = min(j.trace.total_steps, j.progress_at(checkpoint))
         j.attained_gpu_s += j.trace.gpus * (t - j.run_start)
         lost = j.trace.gpus * (t - checkpoint)
         j.placement, j.rate = None, 0.0
         return lost
+
+    def _account(self, j: SimJob, t: float) -> None:
+        """Energy of the run [run_start, t) and its carbon at each worker's region."""
+        if j.placement is None or t <= j.run_start:
+            return
+        series = self.carbon.series if self.carbon is not None else {}
+        for w in j.placement.workers:
+            node = self.nodes[w.node_id]
+            kw = gpu_watts(node.gpu_type) * w.resources.gpus / 1000.0
+            j.energy_kwh += kw * (t - j.run_start) / HOUR
+            s = series.get(node.region or "")
+            if s is not None:
+                j.co2e_g += kw * (s.integral(t) - s.integral(j.run_start)) / HOUR
 
     def _toggle(self, node_id: str, t: float, online: set[str], running: dict[str, SimJob],
                 queued: dict[str, SimJob], result: SimResult,
@@ -266,5 +328,9 @@ class Simulator:
                      n.labels, n.region, n.donor_project)
             for node_id, n in self.nodes.items() if node_id in online
         )
+        carbon = {}
+        if self.carbon is not None:
+            carbon = {"carbon_forecast": self.carbon.forecast(t),
+                      "epoch_offset_s": self.carbon.epoch_offset_s}
         return ClusterSnapshot(t, nodes, tuple(self._view(j, t) for j in queued.values()),
-                               tuple(runs), donor_credits=dict(credits))
+                               tuple(runs), donor_credits=dict(credits), **carbon)
