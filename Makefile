@@ -2,7 +2,8 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+BASE_STAMP := $(VENV)/.installed-base
+TEST_STAMP := $(VENV)/.installed-test
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 .PHONY: demo test lint install clean
@@ -12,20 +13,26 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml setup.py
-	$(BIN)/pip install --quiet -e '.[test,workloads]'
-	@touch $(STAMP)
+# The demo needs only the package; the tests also need the workload extras (Keras,
+# Transformers, ONNX, TensorFlow) that their jobs import.
+$(BASE_STAMP): $(BIN)/python pyproject.toml setup.py
+	$(BIN)/pip install --quiet -e .
+	@touch $(BASE_STAMP)
 
-install: $(STAMP)
+$(TEST_STAMP): $(BASE_STAMP)
+	$(BIN)/pip install --quiet -e '.[test,workloads,tensorflow]'
+	@touch $(TEST_STAMP)
 
-demo: $(STAMP)
+install: $(BASE_STAMP)
+
+demo: $(BASE_STAMP)
 	$(BIN)/commonpool demo
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
 # PostgreSQL tests run when the local server answers; pytest's exit 5 (no tests) fails.
-test: $(STAMP) lint
+test: $(TEST_STAMP) lint
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('host=127.0.0.1 port=5432 dbname=test user=postgres', connect_timeout=3).close()" 2>/dev/null; then \
 		echo "PostgreSQL answers: PostgreSQL tests enabled"; \
 		export COMMONPOOL_TEST_POSTGRES_URL="$(PG_URL)"; \

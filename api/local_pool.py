@@ -29,6 +29,7 @@ from commonpool.scheduler.loop import SchedulerLoop
 from commonpool.scheduler.policy import make_policy
 from commonpool.scheduler.services.nodes import create_enrollment_token
 from commonpool.scheduler.store.engine import make_engine
+from commonpool.scheduler.store.singleton import SchedulerLock
 from commonpool.scheduler.store.uow import Database
 from commonpool.workers.ray_node import (
     NODE_LABEL,
@@ -75,6 +76,7 @@ class LocalPool:
         self.server: uvicorn.Server | None = None
         self.loop: SchedulerLoop | None = None
         self.db: Database | None = None
+        self._scheduler_lock: SchedulerLock | None = None
         self._threads: list[threading.Thread] = []
 
     @property
@@ -119,6 +121,8 @@ class LocalPool:
             policy=self.policy,
         )
         upgrade(settings.resolved_database_url)
+        self._scheduler_lock = SchedulerLock(settings.resolved_database_url)
+        self._scheduler_lock.acquire()
         self.db = Database(make_engine(settings.resolved_database_url))
         runner = RayJobsRunner(
             settings.ray_dashboard_url,
@@ -133,6 +137,7 @@ class LocalPool:
             launcher=Launcher(self.db, runner, server_url=self.url),
         )
         app = create_app(settings, self.db, wake_scheduler=self.loop.wake)
+        self.loop.after_step = app.state.metrics.observe_step  # decision latency on /metrics
         self.server = uvicorn.Server(
             uvicorn.Config(
                 app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
@@ -251,4 +256,6 @@ class LocalPool:
             self.head.stop()
         if self.db is not None:
             self.db.dispose()
+        if self._scheduler_lock is not None:
+            self._scheduler_lock.release()
         shutil.rmtree(self.ray_temp, ignore_errors=True)

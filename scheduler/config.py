@@ -62,6 +62,14 @@ class Settings(BaseSettings):
         description="File holding the Ray cluster's auth token (RAY_AUTH_MODE=token); "
         "handed to enrolled agents and used by the runner.",
     )
+    energy_bucket_s: int = Field(
+        default=60, gt=0, le=86400, description="Width of a job's energy time-series bucket."
+    )
+    energy_retention_s: int = Field(
+        default=7 * 86400,
+        gt=0,
+        description="Energy buckets older than this are pruned (job totals are kept).",
+    )
     max_request_bytes: int = Field(default=1_000_000, gt=0)
     page_size_max: int = Field(default=500, gt=0, le=10_000)
 

@@ -33,6 +33,7 @@ class LaunchRequest:
     working_dir: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     max_runtime_s: int | None = None
+    framework: str = "torch"  # or "tensorflow": which Ray Train trainer runs the loop
 
 
 class RunStatus(StrEnum):

@@ -31,10 +31,16 @@ def agent(
     gpu_type: str | None = typer.Option(None, help="GPU type label for placement, e.g. v100."),
     region: str | None = typer.Option(None, help="Grid region for carbon accounting, e.g. GB."),
     donor_project: str | None = typer.Option(None, help="Project credited for this donation."),
+    pue: float = typer.Option(
+        1.0, min=1.0, max=3.0, help="Power usage effectiveness of the site (energy x PUE)."
+    ),
     name: str | None = typer.Option(None, help="Node name (default: host name)."),
     state_file: Path | None = typer.Option(None, help="Where the node identity is kept."),
     node_ip: str = typer.Option("127.0.0.1", help="Address Ray advertises for this node."),
     heartbeat: float = typer.Option(5.0, min=0.2, help="Seconds between heartbeats."),
+    sample: float = typer.Option(
+        1.0, min=0, help="Seconds between energy samples (0 turns energy telemetry off)."
+    ),
     drain_grace: float = typer.Option(60.0, min=0, help="Seconds to let jobs finish on stop."),
 ) -> None:
     """Share this machine with the pool: enroll, join Ray, heartbeat; drain on SIGTERM."""
@@ -59,7 +65,9 @@ def agent(
         gpu_type=gpu_type,
         region=region,
         donor_project=donor_project,
+        pue=pue,
         heartbeat_s=heartbeat,
+        sample_s=sample,
         drain_grace_s=drain_grace,
         node_ip=node_ip,
         log_dir=state_dir / "logs",

@@ -163,17 +163,19 @@ def jobs(
 
 
 def job(job_id: str = typer.Argument(..., help="Job id."), as_json: bool = JsonOption) -> None:
-    """Show one job: spec, state, placement, events and latest metrics."""
+    """Show one job: spec, state, placement, energy and carbon, events and latest metrics."""
     with state.client() as client:
         info = client.get_job(job_id)
         events = client.job_events(job_id)
         allocations = client.job_allocations(job_id)
+        energy = client.job_energy(job_id)
     if as_json:
         render.print_json(
             {
                 "job": info.model_dump(mode="json"),
                 "events": [e.model_dump(mode="json") for e in events],
                 "allocations": [a.model_dump(mode="json") for a in allocations],
+                "energy": energy.model_dump(mode="json", exclude={"series"}),
             }
         )
         return
@@ -197,6 +199,8 @@ def job(job_id: str = typer.Argument(..., help="Job id."), as_json: bool = JsonO
                 for k, v in info.metrics.items()
             )
         )
+    for label, text in render.energy_rows(energy):
+        c.print(f"  {label}: {text}")
     if allocations:
         c.print(
             render.table(

@@ -9,7 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from ..schemas import JobEnergyRead
 
 console = Console()
 err_console = Console(stderr=True)
@@ -67,3 +70,24 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
     for row in rows:
         out.add_row(*(str(cell) for cell in row))
     return out
+
+
+def energy_rows(energy: JobEnergyRead) -> list[tuple[str, str]]:
+    """Energy, carbon and how they were obtained, as (label, text) rows for `job` and the demo."""
+    if not energy.nodes:
+        return [("energy", "none reported yet (agents report with each heartbeat)")]
+    rows = [
+        (
+            "energy",
+            f"{energy.energy_j:,.1f} J = {energy.kwh:.6f} kWh over {len(energy.nodes)} node(s), "
+            f"{energy.estimated_percent:.0f}% estimated",
+        ),
+        ("method", energy.method_summary),
+    ]
+    intensity = f" at {energy.g_per_kwh:.0f} gCO2e/kWh" if energy.g_per_kwh else ""
+    sources = ", ".join(energy.intensity_sources) or "-"
+    flag = " (world average: region unknown)" if energy.intensity_fallback else ""
+    rows.append(("carbon", f"{energy.co2e_g:.4f} gCO2e{intensity}, grid data {sources}{flag}"))
+    if energy.j_per_sample is not None:
+        rows.append(("energy/sample", f"{energy.j_per_sample:.4g} J ({energy.samples_basis})"))
+    return [(label, escape(text)) for label, text in rows]  # sources are data, not markup

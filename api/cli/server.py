@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from commonpool.scheduler.config import Settings, get_settings
-from commonpool.scheduler.store.singleton import SchedulerLock
 
 from . import render
 
@@ -105,11 +104,14 @@ def server(
     settings = get_settings()
     db = open_database(settings)
     loop = build_loop(settings, db) if with_scheduler else None
+    from commonpool.scheduler.store.singleton import SchedulerLock
+
     lock = SchedulerLock(settings.resolved_database_url)
     if loop is not None:
         lock.acquire()  # held while this process lives (the kernel drops it on exit)
     app = create_app(settings, db, wake_scheduler=loop.wake if loop else None)
     if loop is not None:
+        loop.after_step = app.state.metrics.observe_step  # decision latency on /metrics
         threading.Thread(target=loop.run_forever, name="scheduler", daemon=True).start()
     render.err_console.print(
         f"commonpool API on http://{host or settings.host}:{port or settings.port}"
@@ -135,6 +137,8 @@ def scheduler(
     settings = get_settings()
     db = open_database(settings)
     loop = build_loop(settings, db, policy)
+    from commonpool.scheduler.store.singleton import SchedulerLock
+
     lock = SchedulerLock(settings.resolved_database_url)
     lock.acquire()  # held while this process lives (the kernel drops it on exit)
     if interval is not None:

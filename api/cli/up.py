@@ -21,6 +21,7 @@ from . import render
 from .context import EXIT_JOB_FAILED
 
 DEMO_ENTRYPOINT = "commonpool.workers.examples.digits_mlp:train"
+HEARTBEAT_TAIL_S = 3.0  # LocalPool agents heartbeat every 2 s
 
 
 def up(
@@ -78,6 +79,7 @@ def demo(
         job = client.submit_job(spec)
         render.console.print(f"submitted [bold]{job.id}[/] through {pool.url}/api/v1/jobs")
         job = follow(client, job.id, epochs)
+        time.sleep(HEARTBEAT_TAIL_S)  # the job's last energy arrives with the next heartbeat
         summary(client, job.id, time.monotonic() - started, pool.node_ids)
     if keep:
         render.console.print(f"state kept in {state}")
@@ -128,8 +130,7 @@ def summary(client: Client, job_id: str, wall_s: float, node_ids: list[str]) -> 
         ("training time", f"{ran:.1f} s"),
         ("wall time", f"{wall_s:.1f} s from pool start to this summary"),
         ("nodes used", ", ".join(used) + f"  (of {len(node_ids)} agents)"),
-        ("energy", "not measured yet: telemetry is not wired into the agents"),
-        ("carbon", "not measured yet: needs the energy figure"),
+        *render.energy_rows(client.job_energy(job_id)),
     ]
     if job.state != JobState.SUCCEEDED.value:
         rows.append(("exit", (job.exit_reason or "")[-800:]))

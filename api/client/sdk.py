@@ -18,9 +18,11 @@ from commonpool.scheduler.domain.states import JobState
 
 from ..schemas import (
     AllocationRead,
+    EnergyReportIn,
     EnrollmentTokenRead,
     EventRead,
     HeartbeatReply,
+    JobEnergyRead,
     JobRead,
     JobSpec,
     LogLineRead,
@@ -135,6 +137,9 @@ class Client:
     def job_allocations(self, job_id: str) -> list[AllocationRead]:
         return self._get_list(f"{API}/jobs/{job_id}/allocations", AllocationRead)
 
+    def job_energy(self, job_id: str) -> JobEnergyRead:
+        return self._get(f"{API}/jobs/{job_id}/energy", JobEnergyRead)
+
     def job_metrics(self, job_id: str, after: int = 0) -> list[MetricRead]:
         return self._get_list(f"{API}/jobs/{job_id}/metrics", MetricRead, params={"after": after})
 
@@ -204,13 +209,18 @@ class Client:
         return self._post(f"{API}/nodes/enroll", NodeEnrolled, body.model_dump(mode="json"))
 
     def heartbeat(
-        self, node_id: str, credential: str, epoch: int, utilization: dict[str, float]
+        self,
+        node_id: str,
+        credential: str,
+        epoch: int,
+        utilization: dict[str, float],
+        energy: EnergyReportIn | None = None,
     ) -> HeartbeatReply:
+        body: dict[str, Any] = {"epoch": epoch, "utilization": utilization}
+        if energy is not None:
+            body["energy"] = energy.model_dump(mode="json")
         response = self._request(
-            "POST",
-            f"{API}/nodes/{node_id}/heartbeat",
-            json={"epoch": epoch, "utilization": utilization},
-            headers=_bearer(credential),
+            "POST", f"{API}/nodes/{node_id}/heartbeat", json=body, headers=_bearer(credential)
         )
         return HeartbeatReply.model_validate(response.json())
 

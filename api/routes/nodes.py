@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from commonpool.scheduler.domain.errors import Unavailable
 from commonpool.scheduler.services import nodes as svc
+from commonpool.scheduler.services.energy import SeriesPolicy, record_energy
 
 from ..deps import NodeDep, ReadSession, SettingsDep, WriteSession
 from ..schemas import (
@@ -45,9 +46,19 @@ def enroll(body: NodeEnroll, session: WriteSession) -> NodeEnrolled:
 
 @router.post("/nodes/{node_id}/heartbeat", response_model=HeartbeatReply)
 def heartbeat(
-    node_id: str, body: Heartbeat, node: NodeDep, session: WriteSession, settings: SettingsDep
+    node_id: str,
+    body: Heartbeat,
+    node: NodeDep,
+    session: WriteSession,
+    settings: SettingsDep,
+    request: Request,
 ) -> HeartbeatReply:
-    """Renew the lease; the reply says which allocations the node holds."""
+    """Renew the lease and store the energy batch; the reply lists the node's allocations.
+
+    The energy is written in the heartbeat's transaction only after the epoch
+    check passed: a fenced agent's figures are refused with its heartbeat,
+    and the agent keeps them buffered for the next accepted one.
+    """
     svc.ensure_same_node(node, node_id)
     node = svc.heartbeat(
         session,
@@ -56,6 +67,14 @@ def heartbeat(
         utilization=body.utilization,
         lease=timedelta(seconds=settings.node_lease_s),
     )
+    if body.energy is not None and body.energy.intervals:
+        record_energy(
+            session,
+            node,
+            body.energy,
+            carbon=request.app.state.carbon,
+            series=SeriesPolicy(settings.energy_bucket_s, settings.energy_retention_s),
+        )
     held = [HeldAllocation.model_validate(a) for a in svc.active_allocations(session, node.id)]
     return HeartbeatReply(node=NodeRead.model_validate(node), allocations=held)
 
@@ -75,7 +94,11 @@ def ray_cluster(node: NodeDep, settings: SettingsDep) -> RayClusterInfo:
     """Where an enrolled agent's Ray worker node joins (only for enrolled nodes)."""
     if not settings.ray_address:
         raise Unavailable("this pool runs no Ray cluster (ray_address is not configured)")
-    return RayClusterInfo(address=settings.ray_address, auth_token=settings.ray_auth_token)
+    return RayClusterInfo(
+        address=settings.ray_address,
+        dashboard_url=settings.ray_dashboard_url or None,
+        auth_token=settings.ray_auth_token,
+    )
 
 
 @router.get("/nodes", response_model=list[NodeRead])

@@ -1,4 +1,4 @@
-"""Pool-wide figures: counts by state and resources total/used/free."""
+"""Pool-wide figures: counts by state, resources total/used/free, energy busy/idle."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from ..domain.states import JobState, NodeState
 from ..store.models import Allocation, Job, Node
+from .energy_report import PoolEnergy, pool_energy
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,7 @@ class PoolSummary:
     total: ResourceTotals
     used: ResourceTotals
     free: ResourceTotals
+    energy: PoolEnergy
 
 
 def pool_summary(session: Session) -> PoolSummary:
@@ -45,6 +47,7 @@ def pool_summary(session: Session) -> PoolSummary:
             online_cap.memory_bytes - online_used.memory_bytes,
             online_cap.gpus - online_used.gpus,
         ),
+        energy=pool_energy(session),
     )
 
 

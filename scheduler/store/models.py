@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     TypeDecorator,
@@ -279,3 +281,93 @@ class JobMetric(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_job_metrics_job", "job_id", "id"),)
+
+
+class JobEnergyPart(Base):
+    """A job's energy and carbon on one node, accumulated from that node's heartbeats.
+
+    One row per (job, node) rather than per heartbeat keeps the registry's size
+    independent of run length; the time profile lives in `JobEnergyBucket`.
+    Joules have the node's PUE applied; `estimated_j` is the part produced by
+    the utilisation model, so the API can say "% estimated".
+    """
+
+    __tablename__ = "job_energy"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    energy_j: Mapped[float] = mapped_column(Float, default=0.0)
+    estimated_j: Mapped[float] = mapped_column(Float, default=0.0)
+    co2e_g: Mapped[float] = mapped_column(Float, default=0.0)
+    pue: Mapped[float] = mapped_column(Float, default=1.0)
+    region: Mapped[str | None] = mapped_column(String(40))
+    intensity_source: Mapped[str | None] = mapped_column(String(200))
+    intensity_fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    methods: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    method_note: Mapped[str | None] = mapped_column(String(1000))
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        PrimaryKeyConstraint("job_id", "node_id"),
+        CheckConstraint(
+            "energy_j >= 0 AND estimated_j >= 0 AND co2e_g >= 0", name="amounts_nonneg"
+        ),
+        Index("ix_job_energy_node", "node_id"),
+    )
+
+
+class JobEnergyBucket(Base):
+    """A job's energy per node per fixed time bucket (default 60 s): the rolled-up series.
+
+    Heartbeat intervals are folded into the bucket holding their midpoint;
+    buckets older than the retention are pruned, so the table stays bounded
+    while the per-job totals in `job_energy` are kept for ever.
+    """
+
+    __tablename__ = "job_energy_buckets"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    bucket_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    energy_j: Mapped[float] = mapped_column(Float, default=0.0)
+    co2e_g: Mapped[float] = mapped_column(Float, default=0.0)
+
+    __table_args__ = (
+        PrimaryKeyConstraint("job_id", "node_id", "bucket_at"),
+        CheckConstraint("energy_j >= 0 AND co2e_g >= 0", name="amounts_nonneg"),
+        Index("ix_job_energy_buckets_node_bucket", "node_id", "bucket_at"),
+    )
+
+
+class NodeEnergy(Base):
+    """A node's lifetime energy split (jobs / idle / other) and its latest power reading.
+
+    Idle energy is the pool's idle cost (see docs/energy.md: it is not charged
+    to jobs); `other_j` is activity on the donor's machine that is not a pool
+    job (the donor's own programs, the agent, Ray's daemons).
+    """
+
+    __tablename__ = "node_energy"
+    node_id: Mapped[str] = mapped_column(
+        ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True
+    )
+    jobs_j: Mapped[float] = mapped_column(Float, default=0.0)
+    idle_j: Mapped[float] = mapped_column(Float, default=0.0)
+    other_j: Mapped[float] = mapped_column(Float, default=0.0)
+    estimated_j: Mapped[float] = mapped_column(Float, default=0.0)
+    jobs_co2e_g: Mapped[float] = mapped_column(Float, default=0.0)
+    idle_co2e_g: Mapped[float] = mapped_column(Float, default=0.0)
+    other_co2e_g: Mapped[float] = mapped_column(Float, default=0.0)
+    power_w: Mapped[float | None] = mapped_column(Float)
+    cpu_utilization: Mapped[float | None] = mapped_column(Float)
+    methods: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    is_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    method_note: Mapped[str | None] = mapped_column(String(1000))
+    intensity_source: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint(
+            "jobs_j >= 0 AND idle_j >= 0 AND other_j >= 0 AND estimated_j >= 0",
+            name="energy_nonneg",
+        ),
+    )

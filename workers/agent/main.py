@@ -6,8 +6,10 @@ Lifecycle:
 2. Ask the server where the pool's Ray head is; start a Ray worker node
    with only the donated CPUs/GPUs/memory and the label
    `commonpool/node=<node id>`, which is how the runner pins workers here.
-3. Heartbeat every `lease/3` seconds with utilization; the reply says
-   which allocations this node holds. A stale-epoch reply means the node
+3. Heartbeat every `lease/3` seconds with utilization and the energy
+   measured since the last accepted heartbeat (see `energy.py`: sampled
+   at `sample_s`, attributed to the jobs' Ray workers, bounded batches);
+   the reply says which allocations this node holds. A stale-epoch reply means the node
    was declared lost and its jobs moved: the agent restarts its Ray node
    (killing that work) and rejoins under the new epoch.
 4. On SIGTERM/SIGINT: drain (no new work), wait for running jobs to end
@@ -30,10 +32,12 @@ from types import FrameType
 import psutil
 
 from commonpool.api.client.sdk import Client
-from commonpool.api.schemas import NodeEnroll
+from commonpool.api.schemas import EnergyReportIn, HeartbeatReply, NodeEnroll
 from commonpool.scheduler.domain.errors import CommonpoolError, StaleLease, Unavailable
+from commonpool.workers.telemetry import NodeEnergySampler
 
 from ..ray_node import NODE_LABEL, RayNode, RayNodeSpec, start_ray_node, write_token_file
+from .energy import EnergyRecorder, JobProcesses
 from .probe import Resources
 from .state import AgentState, load_state, save_state
 
@@ -53,6 +57,8 @@ class AgentConfig:
     pue: float = 1.0
     labels: dict[str, str] = field(default_factory=dict)
     heartbeat_s: float = 5.0
+    sample_s: float = 1.0
+    """Energy sampling period; 0 turns energy telemetry off."""
     drain_grace_s: float = 60.0
     node_ip: str = "127.0.0.1"
     log_dir: Path = Path(".")
@@ -67,6 +73,7 @@ class Agent:
         self.ray: RayNode | None = None
         self._ray_temp: Path | None = None
         self._stop = threading.Event()
+        self.energy: EnergyRecorder | None = None
 
     # -- identity ---------------------------------------------------------
     def identity(self) -> AgentState:
@@ -120,6 +127,7 @@ class Agent:
                 memory_bytes=r.memory_bytes or None,
                 labels={NODE_LABEL: self.state.node_id},
                 head_address=cluster.address,
+                head_dashboard_url=cluster.dashboard_url,
                 node_ip=self.config.node_ip,
                 temp_dir=self._ray_temp,
                 auth_token_file=token_file,
@@ -136,17 +144,52 @@ class Agent:
             self._ray_temp = None
 
     # -- loop ---------------------------------------------------------------
+    # -- energy ---------------------------------------------------------------
+    def start_energy(self) -> None:
+        """Choose the energy method per device (recorded in every batch) and start sampling."""
+        if self.config.sample_s <= 0:
+            return
+        sampler = NodeEnergySampler.probe()
+        self.energy = EnergyRecorder(
+            sampler,
+            JobProcesses(lambda: self.ray.process.pid if self.ray is not None else None),
+            interval_s=self.config.sample_s,
+        )
+        self.energy.start()
+        print(f"agent {self.energy.describe()}", flush=True)
+
     def beat(self) -> int:
-        """One heartbeat; returns how many allocations the node holds."""
+        """One heartbeat with the pending energy batch; returns the allocations held.
+
+        A batch is forgotten only once a heartbeat carrying it succeeded; a
+        batch the server refuses as malformed is dropped (logged), so bad
+        telemetry can never cost the node its lease.
+        """
         assert self.state is not None
+        energy = self.energy.take() if self.energy is not None else None
         try:
-            reply = self.client.heartbeat(
-                self.state.node_id, self.state.credential, self.state.epoch, utilization()
-            )
+            reply = self._heartbeat(self.state.epoch, energy)
         except StaleLease as exc:
             self.rejoin(int(exc.fields.get("current_epoch", self.state.epoch + 1)))
             return 0
+        except Unavailable:
+            raise
+        except CommonpoolError as exc:
+            if energy is None:
+                raise
+            print(f"agent: energy batch refused, dropped: {exc.detail}", flush=True)
+            assert self.energy is not None
+            self.energy.ack(energy)
+            reply = self._heartbeat(self.state.epoch, None)
+        if self.energy is not None:
+            self.energy.ack(energy)
         return len(reply.allocations)
+
+    def _heartbeat(self, epoch: int, energy: EnergyReportIn | None) -> HeartbeatReply:
+        assert self.state is not None
+        return self.client.heartbeat(
+            self.state.node_id, self.state.credential, epoch, utilization(), energy=energy
+        )
 
     def rejoin(self, epoch: int) -> None:
         """Fenced: our work was moved elsewhere. Drop it (restart Ray) and take the new epoch."""
@@ -154,7 +197,7 @@ class Agent:
         self.stop_ray()
         self.state.epoch = epoch
         save_state(self.config.state_file, self.state)
-        self.client.heartbeat(self.state.node_id, self.state.credential, epoch, utilization())
+        self._heartbeat(epoch, None)
         self.ray = self.start_ray()
 
     def run(self) -> None:
@@ -163,6 +206,7 @@ class Agent:
         self.ray = self.start_ray()
         if self.on_ready:
             self.on_ready(self.state.node_id)
+        self.start_energy()  # after the ready line, which launchers read first
         failures = 0
         while not self._stop.is_set():
             try:
@@ -201,6 +245,8 @@ class Agent:
             )
         except CommonpoolError:
             pass
+        if self.energy is not None:
+            self.energy.stop()
         self.stop_ray()
         self.client.close()
 

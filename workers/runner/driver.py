@@ -28,8 +28,8 @@ def resolve(entrypoint: str) -> Callable[[dict[str, Any]], Any]:
 
 
 def build_trainer(request: LaunchRequest, storage_path: str) -> Any:
+    """A TorchTrainer (default) or TensorflowTrainer, pinned rank by rank to the allocation."""
     import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
 
     workers = sorted(request.workers, key=lambda w: w.rank)
     use_gpu = any(w.gpus for w in workers)
@@ -39,17 +39,15 @@ def build_trainer(request: LaunchRequest, storage_path: str) -> Any:
         per_worker["GPU"] = first.gpus
     if first.memory_bytes:
         per_worker["memory"] = first.memory_bytes
-    return TorchTrainer(
-        resolve(request.entrypoint),
-        train_loop_config=request.args,
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ray.train.ScalingConfig(
+    common: dict[str, Any] = {
+        "train_loop_config": request.args,
+        "scaling_config": ray.train.ScalingConfig(
             num_workers=len(workers),
             use_gpu=use_gpu,
             resources_per_worker=per_worker,
             label_selector=[{NODE_LABEL: w.node_id} for w in workers],
         ),
-        run_config=ray.train.RunConfig(
+        "run_config": ray.train.RunConfig(
             name=request.job_id,
             storage_path=storage_path,
             # The pool, not Ray, decides about retries: a failure ends this run.
@@ -57,6 +55,17 @@ def build_trainer(request: LaunchRequest, storage_path: str) -> Any:
                 max_failures=0, controller_failure_limit=0, max_preemption_failures=0
             ),
         ),
+    }
+    loop = resolve(request.entrypoint)
+    if request.framework == "tensorflow":
+        # Ray sets TF_CONFIG on each worker; the loop builds MultiWorkerMirroredStrategy.
+        from ray.train.tensorflow import TensorflowTrainer
+
+        return TensorflowTrainer(loop, **common)
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    return TorchTrainer(
+        loop, torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"), **common
     )
 
 
