@@ -49,6 +49,9 @@ class JobRead(_Read):
     max_runtime_s: int | None
     deadline_at: datetime | None
     max_attempts: int
+    framework: str
+    carbon: str
+    carbon_suspensions: int
     attempt: int
     submitted_at: datetime
     placed_at: datetime | None

@@ -150,6 +150,7 @@ class Launcher:
             working_dir=job.working_dir,
             env=env,
             max_runtime_s=job.max_runtime_s,
+            framework=job.framework,
         )
 
     # -- 3. poll --------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -110,6 +110,13 @@ class JobSpec(_Strict):
     max_runtime_s: int | None = Field(default=None, gt=0, le=MAX_RUNTIME_S)
     deadline: datetime | None = None
     max_attempts: int = Field(default=3, ge=1, le=100)
+    framework: Literal["torch", "tensorflow"] = Field(
+        default="torch", description="The Ray Train trainer: TorchTrainer or TensorflowTrainer."
+    )
+    carbon: Literal["aware", "ignore"] = Field(
+        default="ignore",
+        description="`aware`: with a deadline and max_runtime_s it may wait for cleaner power.",
+    )
 
     @field_validator("workers", mode="before")
     @classmethod

@@ -42,6 +42,8 @@ def submit_job(session: Session, spec: JobSpec, *, actor: str) -> Job:
         max_runtime_s=spec.max_runtime_s,
         deadline_at=spec.deadline,
         max_attempts=spec.max_attempts,
+        framework=spec.framework,
+        carbon=spec.carbon,
         submitted_at=utcnow(),
         metrics={},
     )

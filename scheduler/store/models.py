@@ -166,8 +166,12 @@ class Job(Base):
     max_runtime_s: Mapped[int | None] = mapped_column(Integer)
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    framework: Mapped[str] = mapped_column(String(16), default="torch", server_default="torch")
+    carbon: Mapped[str] = mapped_column(String(8), default="ignore", server_default="ignore")
     # Life.
     attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # Voluntary checkpoint-and-requeue by the carbon policy; they do not use up attempts.
+    carbon_suspensions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     placed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -187,6 +191,8 @@ class Job(Base):
             name="resources_nonneg",
         ),
         CheckConstraint("attempt >= 1 AND max_attempts >= 1", name="attempts_positive"),
+        CheckConstraint("framework IN ('torch', 'tensorflow')", name="framework_valid"),
+        CheckConstraint("carbon IN ('aware', 'ignore')", name="carbon_valid"),
         Index("ix_jobs_state_priority", "state", "priority", "submitted_at"),
         Index("ix_jobs_project", "project"),
         Index("ix_jobs_owner", "owner"),

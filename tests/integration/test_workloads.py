@@ -51,6 +51,20 @@ def test_transformers_job_fine_tunes_offline_on_two_workers(
     assert final.metrics["accuracy"] > 0.85
 
 
+def test_tensorflow_job_trains_with_multiworker_mirrored_strategy(
+    pool: LocalPool, client: Client
+) -> None:
+    pytest.importorskip("tensorflow", reason="the tensorflow extra is not installed")
+    spec = JobSpec(name="tf-digits", entrypoint="commonpool.workers.examples.tf_digits:train",
+                   framework="tensorflow", workers=2, resources={"cpus": 1},
+                   args={"epochs": 6})
+    final = _run(client, spec, timeout_s=600)
+    _on_both_nodes(client, pool, final.id)
+    losses = [m.values["loss"] for m in client.job_metrics(final.id)]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert final.metrics["accuracy"] > 0.8
+
+
 def test_compression_job_on_a_digits_mlp_checkpoint(pool: LocalPool, client: Client) -> None:
     trained = _run(client, JobSpec(name="digits", workers=2, resources={"cpus": 1},
                                    entrypoint="commonpool.workers.examples.digits_mlp:train",
