@@ -23,6 +23,7 @@ from typing import IO
 import uvicorn
 
 from commonpool.migrations import upgrade
+from commonpool.scheduler.carbon.forecast_cache import forecasts_for_policy
 from commonpool.scheduler.config import Settings
 from commonpool.scheduler.launcher import Launcher
 from commonpool.scheduler.loop import SchedulerLoop
@@ -135,6 +136,7 @@ class LocalPool:
             interval_s=settings.scheduler_interval_s,
             on_error=lambda exc: self.say(f"scheduler step failed: {exc}"),
             launcher=Launcher(self.db, runner, server_url=self.url),
+            forecasts=forecasts_for_policy(settings.policy),
         )
         app = create_app(settings, self.db, wake_scheduler=self.loop.wake)
         self.loop.after_step = app.state.metrics.observe_step  # decision latency on /metrics

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from .launcher import Launcher, LaunchReport
 from .policy import Plan, Policy
 from .services.nodes import expire_leases
+from .services.preemption import apply_preemptions
 from .store.placements import apply_placements, record_pending_reasons
-from .store.snapshot_source import load_snapshot
+from .store.snapshot_source import Forecasts, load_snapshot
 from .store.uow import Database
 
 
@@ -25,6 +26,7 @@ class StepReport:
     """What one step did, for logs, metrics and tests."""
 
     placed: tuple[str, ...] = ()
+    preempted: tuple[str, ...] = ()
     rejected: dict[str, str] = field(default_factory=dict)
     pending: int = 0
     lost_nodes: tuple[str, ...] = ()
@@ -45,6 +47,7 @@ class SchedulerLoop:
         after_step: Callable[[StepReport], None] | None = None,
         on_error: Callable[[Exception], None] | None = None,
         launcher: Launcher | None = None,
+        forecasts: Forecasts | None = None,
     ) -> None:
         self.db = db
         self.policy = policy
@@ -53,25 +56,32 @@ class SchedulerLoop:
         self.after_step = after_step
         self.on_error = on_error
         self.launcher = launcher
+        self.forecasts = forecasts
         self._wake = threading.Event()
         self._stop = threading.Event()
 
     def plan(self) -> Plan:
         """The decisions the policy would take now, without applying them."""
         with self.db.unit_of_work(write=False) as session:
-            return self.policy.plan(load_snapshot(session, now=self.clock()))
+            return self.policy.plan(
+                load_snapshot(session, now=self.clock(), forecasts=self.forecasts)
+            )
 
     def step(self) -> StepReport:
         started = time.perf_counter()
         with self.db.unit_of_work() as session:
             lost = expire_leases(session)
-            plan = self.policy.plan(load_snapshot(session, now=self.clock()))
+            plan = self.policy.plan(
+                load_snapshot(session, now=self.clock(), forecasts=self.forecasts)
+            )
+            preempted = apply_preemptions(session, plan.preemptions)
             result = apply_placements(session, plan.placements)
             record_pending_reasons(session, dict(plan.pending_reasons))
         # Runner I/O (Ray) happens outside the placement transaction.
         launch = self.launcher.step() if self.launcher else None
         report = StepReport(
             placed=result.placed,
+            preempted=tuple(preempted),
             rejected=result.rejected,
             pending=len(plan.pending_reasons),
             lost_nodes=tuple(lost),

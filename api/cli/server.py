@@ -52,6 +52,7 @@ def open_database(settings: Settings) -> Database:
 
 
 def build_loop(settings: Settings, db: Database, policy: str | None = None) -> SchedulerLoop:
+    from commonpool.scheduler.carbon.forecast_cache import forecasts_for_policy
     from commonpool.scheduler.loop import SchedulerLoop
     from commonpool.scheduler.policy import make_policy
 
@@ -64,6 +65,7 @@ def build_loop(settings: Settings, db: Database, policy: str | None = None) -> S
         interval_s=settings.scheduler_interval_s,
         on_error=log_error,
         launcher=build_launcher(settings, db),
+        forecasts=forecasts_for_policy(policy or settings.policy),
     )
 
 

@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 
 from ..domain.errors import Forbidden, NotFound, StaleLease, Unauthorized
 from ..domain.ids import new_id
-from ..domain.states import JobState, NodeState
-from ..store.models import Allocation, EnrollmentToken, Job, Node, utcnow
-from ..store.transitions import transition_job, transition_node
-from .jobs import release_allocations
+from ..domain.states import NodeState
+from ..store.models import Allocation, EnrollmentToken, Node, utcnow
+from ..store.transitions import transition_node
+from .preemption import jobs_on_node, preempt_job
 from .secrets import hash_secret, new_secret
 
 
@@ -197,40 +197,10 @@ def expire_leases(session: Session, *, now: datetime | None = None) -> list[str]
 
 
 def preempt_jobs_on_node(session: Session, node_id: str, *, reason: str) -> list[str]:
-    """PREEMPTED, allocations released, then back to QUEUED (or FAILED out of attempts)."""
-    job_ids = list(
-        session.scalars(
-            select(Allocation.job_id)
-            .where(Allocation.node_id == node_id, Allocation.released_at.is_(None))
-            .distinct()
-        )
-    )
+    """Every job holding allocations on the node: preempted, requeued (or failed)."""
+    job_ids = jobs_on_node(session, node_id)
     for job_id in job_ids:
-        transition_job(session, job_id, JobState.PREEMPTED, actor="scheduler", reason=reason)
-        release_allocations(session, job_id)
-        job = session.get(Job, job_id, populate_existing=True)
-        assert job is not None
-        if job.attempt >= job.max_attempts:
-            transition_job(
-                session,
-                job_id,
-                JobState.FAILED,
-                actor="scheduler",
-                reason=f"{reason}; out of attempts ({job.max_attempts})",
-                ended_at=utcnow(),
-                exit_reason=f"{reason}; out of attempts",
-            )
-        else:
-            transition_job(
-                session,
-                job_id,
-                JobState.QUEUED,
-                actor="scheduler",
-                reason=f"requeued after: {reason}",
-                attempt=Job.attempt + 1,
-                placed_at=None,
-                started_at=None,
-            )
+        preempt_job(session, job_id, reason=reason)
     return job_ids
 
 

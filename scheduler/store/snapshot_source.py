@@ -7,6 +7,7 @@ jobs, running jobs with allocations), never one per job or node.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -35,11 +36,23 @@ def job_view(job: Job) -> JobView:
         deadline=_ts(job.deadline_at),
         label_selector=dict(job.label_selector or {}),
         estimated_runtime_s=float(job.max_runtime_s) if job.max_runtime_s else None,
+        carbon_aware=job.carbon == "aware",
+        carbon_suspensions=job.carbon_suspensions,
     )
 
 
-def load_snapshot(session: Session, *, now: float, queue_limit: int = 10_000) -> ClusterSnapshot:
-    """The pool as a policy sees it at `now` (epoch seconds)."""
+Forecasts = Callable[[Iterable[str], float], Mapping[str, tuple[tuple[float, float], ...]]]
+
+
+def load_snapshot(
+    session: Session, *, now: float, queue_limit: int = 10_000, forecasts: Forecasts | None = None
+) -> ClusterSnapshot:
+    """The pool as a policy sees it at `now` (epoch seconds).
+
+    `forecasts(regions, now)` fills the carbon forecast of the regions that
+    have nodes (see `scheduler.carbon.forecast_cache`); without it the
+    snapshot has none and carbon-aware layers leave the plan unchanged.
+    """
     used = (
         select(
             Allocation.node_id,
@@ -82,6 +95,9 @@ def load_snapshot(session: Session, *, now: float, queue_limit: int = 10_000) ->
         nodes=tuple(nodes),
         queued=tuple(job_view(j) for j in queued),
         running=_running(session),
+        carbon_forecast=dict(forecasts({n.region for n in nodes if n.region}, now))
+        if forecasts
+        else {},
         project_weights=dict(session.execute(select(Project.name, Project.weight)).all()),
     )
 

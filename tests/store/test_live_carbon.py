@@ -1,0 +1,63 @@
+"""The live loop with the carbon layer: forecasts come from the regions' series, a
+flexible job waits with a reason, an inflexible one is placed at once, and a policy's
+suspension requeues a job without using up its attempts."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from commonpool.scheduler.carbon.forecast_cache import ForecastCache
+from commonpool.scheduler.carbon.reading import IntensityPoint, IntensitySeries
+from commonpool.scheduler.loop import SchedulerLoop
+from commonpool.scheduler.policy import Preemption, make_policy
+from commonpool.scheduler.services.jobs import get_job, submit_job
+from commonpool.scheduler.services.preemption import apply_preemptions
+from commonpool.scheduler.store.uow import Database
+from tests.builders import job_spec, online_node
+
+
+class DirtyNowCleanTonight:
+    """A provider whose region is dirty for the next 6 h, then clean."""
+
+    def series(self, region: str, start: datetime, end: datetime) -> IntensitySeries:
+        hours = int((end - start).total_seconds() // 3600) + 1
+        points = tuple(
+            IntensityPoint(start + timedelta(hours=h), 500.0 if h < 6 else 50.0)
+            for h in range(hours)
+        )
+        return IntensitySeries(points, source="test")
+
+    def intensity(self, region: str, at: datetime):  # pragma: no cover - unused here
+        raise NotImplementedError
+
+
+def test_flexible_job_waits_for_cleaner_power_inflexible_runs(db: Database) -> None:
+    deadline = datetime.now(UTC) + timedelta(hours=30)
+    with db.unit_of_work() as session:
+        online_node(session, cpus=4, region="GB")
+        flexible = submit_job(
+            session, job_spec(carbon="aware", deadline=deadline, max_runtime_s=3600), actor="t"
+        ).id
+        urgent = submit_job(session, job_spec(), actor="t").id
+    cache = ForecastCache(DirtyNowCleanTonight())
+    loop = SchedulerLoop(db, make_policy("fifo+carbon"), forecasts=cache.forecasts)
+    report = loop.step()
+    assert urgent in report.placed and flexible not in report.placed
+    with db.unit_of_work(write=False) as session:
+        reason = get_job(session, flexible).pending_reason or ""
+    assert "cleaner power" in reason, reason
+    assert cache.forecasts(["GB"], time.time())["GB"][0][1] == 500.0
+
+
+def test_policy_suspension_requeues_without_using_an_attempt(db: Database) -> None:
+    with db.unit_of_work() as session:
+        online_node(session, cpus=2)
+        job_id = submit_job(session, job_spec(max_attempts=1), actor="t").id
+    SchedulerLoop(db, make_policy("fifo")).step()
+    with db.unit_of_work() as session:
+        done = apply_preemptions(session, [Preemption(job_id, "carbon: suspended at checkpoint")])
+    assert done == [job_id]
+    with db.unit_of_work(write=False) as session:
+        job = get_job(session, job_id)
+        assert (job.state, job.attempt, job.carbon_suspensions) == ("QUEUED", 2, 1)
