@@ -195,6 +195,9 @@ def start_ray_node(spec: RayNodeSpec) -> RayNode:
         # A stopping node must fail its Train workers at once, not drain them for 30 s
         # (Train would see a "preemption" and retry placement instead of failing).
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+        # Ray's own Prometheus metrics pipeline (per worker and per node agent) costs CPU the
+        # donor's training needs; the pool exports its own metrics at /metrics.
+        "RAY_enable_metrics_collection": "0",
         **auth_env(spec.auth_token_file),
         # Ray's own helpers (e.g. Train's placement-group cleaner) look the cluster up
         # by address; with several Ray clusters on one host they must be told which.
