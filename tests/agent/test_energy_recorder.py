@@ -87,3 +87,17 @@ def test_unacknowledged_batches_stay_buffered_and_merge_within_bound() -> None:
     assert later is not None and [i.total_j for i in later.intervals] == [pytest.approx(200.0)]
     recorder.ack(later)
     assert recorder.take() is None
+
+
+def test_a_jobs_gpus_come_from_its_workers_cuda_visible_devices() -> None:
+    env = {k: v for k, v in os.environ.items() if k != ENV_JOB_ID}
+    worker = subprocess.Popen([sys.executable, "-c", SLEEP],
+                              env={**env, ENV_JOB_ID: "job_gpu", "CUDA_VISIBLE_DEVICES": "1,3"})
+    try:
+        time.sleep(0.5)
+        pids, gpus = JobProcesses(lambda: os.getpid()).scan_with_gpus()
+        assert pids["job_gpu"] == frozenset({worker.pid})
+        assert gpus["job_gpu"] == frozenset({"gpu1", "gpu3"})
+    finally:
+        worker.kill()
+        worker.wait()

@@ -71,32 +71,58 @@ class JobProcesses:
         self._refresh_s = refresh_s
         self._clock = clock
         self._cached: dict[str, frozenset[int]] = {}
+        self._gpus: dict[str, frozenset[str]] = {}
         self._at: float | None = None
 
     def pids(self) -> dict[str, frozenset[int]]:
-        now = self._clock()
-        if self._at is None or now - self._at >= self._refresh_s:
-            self._cached = self.scan()
-            self._at = now
+        self._refresh()
         return self._cached
 
+    def gpus(self) -> dict[str, frozenset[str]]:
+        """Each job's GPU devices (`gpu<N>`, as the samplers name them)."""
+        self._refresh()
+        return self._gpus
+
+    def _refresh(self) -> None:
+        now = self._clock()
+        if self._at is None or now - self._at >= self._refresh_s:
+            self._cached, self._gpus = self.scan_with_gpus()
+            self._at = now
+
     def scan(self) -> dict[str, frozenset[int]]:
+        return self.scan_with_gpus()[0]
+
+    def scan_with_gpus(self) -> tuple[dict[str, frozenset[int]], dict[str, frozenset[str]]]:
+        """PIDs per job and, from the workers' CUDA_VISIBLE_DEVICES (set by Ray to the
+        GPUs it assigned), the job's GPUs."""
         root = self._root_pid()
         if root is None:
-            return {}
+            return {}, {}
         try:
             children = psutil.Process(root).children(recursive=True)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return {}
+            return {}, {}
         found: dict[str, set[int]] = {}
+        gpus: dict[str, set[str]] = {}
         for child in children:
             try:
-                job_id = child.environ().get(ENV_JOB_ID)
+                env = child.environ()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
+            job_id = env.get(ENV_JOB_ID)
             if job_id:
                 found.setdefault(job_id, set()).add(child.pid)
-        return {job: frozenset(pids) for job, pids in found.items()}
+                gpus.setdefault(job_id, set()).update(gpu_devices(env))
+        return (
+            {job: frozenset(p) for job, p in found.items()},
+            {job: frozenset(g) for job, g in gpus.items() if g},
+        )
+
+
+def gpu_devices(env: Mapping[str, str]) -> set[str]:
+    """`gpu<N>` for each index in CUDA_VISIBLE_DEVICES; UUID entries are not mapped (yet)."""
+    visible = env.get("CUDA_VISIBLE_DEVICES", "")
+    return {f"gpu{item.strip()}" for item in visible.split(",") if item.strip().isdigit()}
 
 
 @dataclass
@@ -227,7 +253,11 @@ class EnergyRecorder:
         cpu_s = self._tracker.delta(pids)
         if not samples:
             return
-        usage = [JobUsage(job, cpu_s.get(job, 0.0), pids=p) for job, p in pids.items()]
+        gpus = self.processes.gpus()
+        usage = [
+            JobUsage(job, cpu_s.get(job, 0.0), gpus=gpus.get(job, frozenset()), pids=p)
+            for job, p in pids.items()
+        ]
         shares = attribute_interval(samples, usage, cpu[0], pue=1.0)
         with self._lock:
             if self._open is None:
@@ -278,4 +308,3 @@ class EnergyRecorder:
 
 def _note(notes: Mapping[str, str]) -> str:
     return "; ".join(f"{device}: {text}" for device, text in notes.items())
-
