@@ -23,11 +23,21 @@ from .domain.errors import InvalidTransition
 from .domain.states import JobState
 from .ports import LaunchRequest, Runner, RunStatus, WorkerPlacement
 from .services.jobs import append_logs, list_allocations, release_allocations
+from .services.nodes import lose_node
 from .store.models import Job, utcnow
 from .store.transitions import transition_job
 from .store.uow import Database
 
 EXIT_REASON_CHARS = 4000
+# What Ray says when a run lost a worker's node (not when the job's code raised).
+NODE_LOSS_MARKERS = (
+    "WorkerHealthCheckFailedError",
+    "ActorDiedError",
+    "ActorUnavailableError",
+    "NodeDiedError",
+    "Connection closed by peer",
+    "marked dead",
+)
 # States in which a job has no run of its own, yet may still hold the ref of an old one:
 # cancelled, preempted or requeued (even already re-placed), or failed out of attempts.
 _STOPPABLE = (
@@ -54,6 +64,7 @@ class Launcher:
         *,
         server_url: str,
         poll_interval_s: float = 2.0,
+        node_loss_grace_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`poll_interval_s` bounds how often one run is polled: polling costs the
@@ -64,6 +75,8 @@ class Launcher:
         self.poll_interval_s = poll_interval_s
         self.clock = clock
         self._last_poll: dict[str, float] = {}
+        self._failed_at: dict[str, float] = {}
+        self.node_loss_grace_s = node_loss_grace_s
 
     def step(self) -> LaunchReport:
         report = LaunchReport()
@@ -177,16 +190,52 @@ class Launcher:
                     append_logs(session, job_id, (("stdout", line) for line in lines))
             if not outcome.status.ended:
                 continue
-            target = (
-                JobState.SUCCEEDED if outcome.status is RunStatus.SUCCEEDED else JobState.FAILED
-            )
-            reason = (
-                "finished"
-                if target is JobState.SUCCEEDED
-                else (outcome.message[-EXIT_REASON_CHARS:] or f"run {outcome.status.value.lower()}")
-            )
-            if self._end(job_id, target, reason):
-                report.ended[job_id] = target.value
+            if outcome.status is RunStatus.SUCCEEDED:
+                if self._end(job_id, JobState.SUCCEEDED, "finished"):
+                    report.ended[job_id] = JobState.SUCCEEDED.value
+                continue
+            verdict = self._judge_failure(job_id, ref, outcome.message, now)
+            if verdict == "failed":
+                reason = (
+                    outcome.message[-EXIT_REASON_CHARS:] or f"run {outcome.status.value.lower()}"
+                )
+                if self._end(job_id, JobState.FAILED, reason):
+                    report.ended[job_id] = JobState.FAILED.value
+            elif verdict == "node lost":
+                report.ended[job_id] = JobState.PREEMPTED.value
+
+    def _judge_failure(self, job_id: str, ref: str, message: str, now: float) -> str:
+        """ "failed" (the job's fault), "node lost" (requeued), or "wait" (not sure yet).
+
+        A run also fails when one of its nodes dies, and then the job must move,
+        not fail. Ray fails the run (peer connection lost) seconds before it marks
+        the node dead, so a failure that looks like a lost peer is held for up to
+        `node_loss_grace_s` while the cluster's view of the job's nodes is checked.
+        """
+        lost = self._lost_nodes(job_id)
+        if lost:
+            self._failed_at.pop(ref, None)
+            with self.db.unit_of_work() as session:
+                for node_id in sorted(lost):
+                    try:
+                        lose_node(session, node_id, reason="Ray reports its node dead")
+                    except InvalidTransition:
+                        continue  # already lost or offline
+            return "node lost"
+        if any(marker in message for marker in NODE_LOSS_MARKERS):
+            first = self._failed_at.setdefault(ref, now)
+            if now - first < self.node_loss_grace_s:
+                return "wait"
+        self._failed_at.pop(ref, None)
+        return "failed"
+
+    def _lost_nodes(self, job_id: str) -> set[str]:
+        live = self.runner.live_nodes()
+        if live is None:
+            return set()
+        with self.db.unit_of_work(write=False) as session:
+            held = {a.node_id for a in list_allocations(session, job_id, active_only=True)}
+        return held - live
 
     def _end(
         self, job_id: str, target: JobState, reason: str, expect: JobState | None = None

@@ -170,6 +170,12 @@ def start_ray_node(spec: RayNodeSpec) -> RayNode:
         gcs, dashboard, client = base + 6, base + 7, base + 8
         address = f"{spec.node_ip}:{gcs}"
         dashboard_url = f"http://{spec.node_ip}:{dashboard}"
+        # Declare a silent node dead after ~5 s (1 s checks, 5 misses), not Ray's ~30 s:
+        # donated machines vanish, and their jobs should move soon.
+        env_extra = {
+            "RAY_health_check_period_ms": "1000",
+            "RAY_health_check_failure_threshold": "5",
+        }
         args += [
             "--head",
             f"--port={gcs}",
@@ -179,6 +185,7 @@ def start_ray_node(spec: RayNodeSpec) -> RayNode:
             f"--ray-client-server-port={client}",
         ]
     else:
+        env_extra = {}
         address = spec.head_address or ""
         dashboard_url = spec.head_dashboard_url
         args.append(f"--address={address}")
@@ -198,6 +205,7 @@ def start_ray_node(spec: RayNodeSpec) -> RayNode:
         # Ray's own Prometheus metrics pipeline (per worker and per node agent) costs CPU the
         # donor's training needs; the pool exports its own metrics at /metrics.
         "RAY_enable_metrics_collection": "0",
+        **env_extra,
         **auth_env(spec.auth_token_file),
         # Ray's own helpers (e.g. Train's placement-group cleaner) look the cluster up
         # by address; with several Ray clusters on one host they must be told which.

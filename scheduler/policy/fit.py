@@ -111,7 +111,8 @@ class FreePool:
         return [(fam, math.floor(pw.cpus + 1e-9)) for fam in self._cpu_buckets]
 
     def find(self, job: JobView, gpu_type: str | None) -> Alloc | None:
-        """Nodes for the whole gang (or None): one node if possible, else fewest large blocks.
+        """Nodes for the gang (or None): one node for all `workers_max` if possible, else the
+        fewest large blocks for as many workers as fit, at least `workers_min`.
 
         Only nodes of ``gpu_type`` are used for GPU jobs, so a gang never mixes GPU types.
         """
@@ -120,20 +121,20 @@ class FreePool:
             return None
         families = self._families(job, gpu_type)
         selector = job.label_selector
-        # 1. best fit on a single node for the full gang, then for the minimum.
-        for want in dict.fromkeys((n_max, n_min)):
-            for buckets, unit in families:
-                start = unit * want
-                if start >= len(buckets):
-                    if pw.gpus > 0:
-                        continue  # no node of this type is that large
-                    start = len(buckets) - 1  # the last cpu bucket holds every big node
-                for b in range(start, len(buckets)):
-                    for i in buckets[b]:
-                        if (not selector or labels_match(self.nodes[i], selector)) and (
-                            self.capacity(i, pw) >= want
-                        ):
-                            return [(i, want)]
+        # 1. best fit on a single node for the full gang. (Not yet for the minimum: an
+        #    elastic job would rather run all its workers on two nodes than half on one.)
+        for buckets, unit in families:
+            start = unit * n_max
+            if start >= len(buckets):
+                if pw.gpus > 0:
+                    continue  # no node of this type is that large
+                start = len(buckets) - 1  # the last cpu bucket holds every big node
+            for b in range(start, len(buckets)):
+                for i in buckets[b]:
+                    if (not selector or labels_match(self.nodes[i], selector)) and (
+                        self.capacity(i, pw) >= n_max
+                    ):
+                        return [(i, n_max)]
         # 2. spread: largest free blocks first, so the gang touches as few nodes as possible.
         alloc: Alloc = []
         remaining = n_max

@@ -184,16 +184,15 @@ def expire_leases(session: Session, *, now: datetime | None = None) -> list[str]
         )
     )
     for node_id in expired:
-        transition_node(
-            session,
-            node_id,
-            NodeState.LOST,
-            actor="scheduler",
-            reason="lease expired",
-            lease_epoch=Node.lease_epoch + 1,
-        )
-        preempt_jobs_on_node(session, node_id, reason="node lost")
+        lose_node(session, node_id, reason="lease expired")
     return expired
+
+
+def lose_node(session: Session, node_id: str, *, reason: str) -> list[str]:
+    """LOST with a new lease epoch (fencing the old agent), its jobs preempted; their ids."""
+    transition_node(session, node_id, NodeState.LOST, actor="scheduler", reason=reason,
+                    lease_epoch=Node.lease_epoch + 1)
+    return preempt_jobs_on_node(session, node_id, reason=f"node lost ({reason})")
 
 
 def preempt_jobs_on_node(session: Session, node_id: str, *, reason: str) -> list[str]:

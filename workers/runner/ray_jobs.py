@@ -14,7 +14,10 @@ import os
 import sys
 from pathlib import Path
 
+import httpx
+
 from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus
+from commonpool.workers.ray_node import NODE_LABEL
 from commonpool.workers.runner import launch_spec
 
 _STATUS = {
@@ -32,8 +35,9 @@ class RayJobsRunner:
     ) -> None:
         from ray.job_submission import JobSubmissionClient
 
-        headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else None
-        self.client = JobSubmissionClient(dashboard_url, headers=headers)
+        self.headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else {}
+        self.dashboard_url = dashboard_url.rstrip("/")
+        self.client = JobSubmissionClient(dashboard_url, headers=self.headers or None)
         self.storage_path = storage_path
         self._log_offsets: dict[str, int] = {}
 
@@ -102,6 +106,19 @@ class RayJobsRunner:
         start = self._log_offsets.get(ref, 0)
         self._log_offsets[ref] = len(lines)
         return lines[start:]
+
+    def live_nodes(self) -> set[str] | None:
+        """Our nodes (by label) that Ray's state API reports ALIVE."""
+        try:
+            response = httpx.get(f"{self.dashboard_url}/api/v0/nodes",
+                                 params={"limit": 10_000, "detail": "true"},
+                                 headers=self.headers, timeout=10)
+            response.raise_for_status()
+            nodes = response.json()["data"]["result"]["result"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            return None
+        return {n["labels"][NODE_LABEL] for n in nodes
+                if n.get("state") == "ALIVE" and NODE_LABEL in (n.get("labels") or {})}
 
     def stop(self, ref: str) -> None:
         try:
