@@ -19,6 +19,7 @@ Lifecycle:
 
 from __future__ import annotations
 
+import random
 import shutil
 import signal
 import tempfile
@@ -216,12 +217,7 @@ class Agent:
                     self.ray = self.start_ray()
             except Unavailable:
                 failures += 1
-            wait = (
-                self.config.heartbeat_s
-                if failures == 0
-                else min(BACKOFF_MAX_S, self.config.heartbeat_s * 2 ** min(failures, 5))
-            )
-            self._stop.wait(wait)
+            self._stop.wait(retry_delay(failures, self.config.heartbeat_s))
         self.drain_and_leave()
 
     def drain_and_leave(self) -> None:
@@ -259,6 +255,16 @@ class Agent:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+
+def retry_delay(failures: int, base_s: float, rng: random.Random | None = None) -> float:
+    """The next heartbeat's delay: `base_s` when healthy; after failures, exponential
+    backoff capped at BACKOFF_MAX_S with jitter, so a pool's agents do not all retry
+    in step when the server comes back."""
+    if failures == 0:
+        return base_s
+    ceiling = min(BACKOFF_MAX_S, base_s * 2 ** min(failures, 5))
+    return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 def utilization() -> dict[str, float]:
