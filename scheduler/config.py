@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -61,6 +62,16 @@ class Settings(BaseSettings):
         default=None,
         description="File holding the Ray cluster's auth token (RAY_AUTH_MODE=token); "
         "handed to enrolled agents and used by the runner.",
+    )
+    runner: Literal["ray", "local", "local-sleep"] = Field(
+        default="ray",
+        description="What runs placed jobs: `ray` (Ray Jobs at ray_dashboard_url); `local` "
+        "(one process per job on the scheduler's machine, for tests and small single-machine "
+        "pools, not DDP); `local-sleep` (simulator-style jobs that only sleep, for chaos tests).",
+    )
+    runs_dir: Path | None = Field(
+        default=None,
+        description="Run records of the local runners; empty means <state_dir>/runs.",
     )
     energy_bucket_s: int = Field(
         default=60, gt=0, le=86400, description="Width of a job's energy time-series bucket."

@@ -73,8 +73,19 @@ def build_launcher(settings: Settings, db: Database) -> Launcher | None:
     """The Ray launcher when the pool has a Ray cluster (ray_dashboard_url), else None.
 
     Without it the loop still places jobs (QUEUED -> PLACED) but starts none,
-    and says so at start-up.
+    and says so at start-up. `runner = local | local-sleep` instead runs each job
+    as a process on this machine, with its records under `runs_dir` (tests and
+    small single-machine pools; see `workers/runner/local_runs.py`).
     """
+    if settings.runner != "ray":
+        from commonpool.scheduler.launcher import Launcher
+        from commonpool.workers.runner.local_runs import LocalRunsRunner, command_for
+
+        local = LocalRunsRunner(
+            settings.runs_dir or settings.state_dir / "runs", command_for(settings.runner)
+        )
+        # Polling a local run is a few file reads: poll every step.
+        return Launcher(db, local, server_url=settings.server_url, poll_interval_s=0.0)
     if not settings.ray_dashboard_url:
         render.err_console.print(
             "[yellow]no ray_dashboard_url configured: jobs will be placed but not launched[/]"
