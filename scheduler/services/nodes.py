@@ -181,6 +181,9 @@ def expire_leases(session: Session, *, now: datetime | None = None) -> list[str]
                 ),
                 Node.lease_expires_at < now,
             )
+            # Node rows are always locked in id order (placements do the same), so
+            # two schedulers never deadlock on them.
+            .order_by(Node.id)
         )
     )
     for node_id in expired:

@@ -116,8 +116,13 @@ def _violations(db: Database) -> list[str]:
 
 
 def _heartbeat(db: Database) -> None:
-    with db.unit_of_work() as session:
-        for node in session.scalars(select(Node)):
+    """One transaction per node, as each agent's own heartbeat request is."""
+    with db.unit_of_work(write=False) as session:
+        node_ids = list(session.scalars(select(Node.id).order_by(Node.id)))
+    for node_id in node_ids:
+        with db.unit_of_work() as session:
+            node = session.get(Node, node_id)
+            assert node is not None
             heartbeat(session, node, epoch=node.lease_epoch, utilization={},
                       lease=timedelta(minutes=5))
 
