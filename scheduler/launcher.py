@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from .domain.errors import InvalidTransition
 from .domain.states import JobState
@@ -139,10 +140,10 @@ class Launcher:
                         update(Job).where(Job.id == request.job_id).values(runner_ref=ref)
                     )
 
-    def _request(self, job: Job, session: object) -> LaunchRequest:
+    def _request(self, job: Job, session: Session) -> LaunchRequest:
         allocations = [
             a
-            for a in list_allocations(session, job.id, active_only=True)  # type: ignore[arg-type]
+            for a in list_allocations(session, job.id, active_only=True)
             if a.attempt == job.attempt
         ]
         env = {

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..domain.errors import Forbidden, NotFound, StaleLease, Unauthorized
@@ -175,7 +175,8 @@ def expire_leases(session: Session, *, now: datetime | None = None) -> list[str]
     now = now or utcnow()
     expired = list(
         session.scalars(
-            select(Node.id).where(
+            select(Node.id)
+            .where(
                 Node.state.in_(
                     [NodeState.ONLINE.value, NodeState.DRAINING.value, NodeState.CORDONED.value]
                 ),
@@ -193,8 +194,14 @@ def expire_leases(session: Session, *, now: datetime | None = None) -> list[str]
 
 def lose_node(session: Session, node_id: str, *, reason: str) -> list[str]:
     """LOST with a new lease epoch (fencing the old agent), its jobs preempted; their ids."""
-    transition_node(session, node_id, NodeState.LOST, actor="scheduler", reason=reason,
-                    lease_epoch=Node.lease_epoch + 1)
+    transition_node(
+        session,
+        node_id,
+        NodeState.LOST,
+        actor="scheduler",
+        reason=reason,
+        lease_epoch=Node.lease_epoch + 1,
+    )
     return preempt_jobs_on_node(session, node_id, reason=f"node lost ({reason})")
 
 
@@ -204,17 +211,6 @@ def preempt_jobs_on_node(session: Session, node_id: str, *, reason: str) -> list
     for job_id in job_ids:
         preempt_job(session, job_id, reason=reason)
     return job_ids
-
-
-def count_active_allocations(session: Session, node_id: str) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(Allocation)
-            .where(Allocation.node_id == node_id, Allocation.released_at.is_(None))
-        )
-        or 0
-    )
 
 
 def ensure_same_node(node: Node, node_id: str) -> None:
