@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from commonpool import __version__
 from commonpool.scheduler.carbon import IntensityProvider, default_chain
@@ -12,12 +12,28 @@ from commonpool.scheduler.config import Settings
 from commonpool.scheduler.store.engine import make_engine
 from commonpool.scheduler.store.uow import Database
 
+from .authentication import Authenticator
+from .dashboard import routes as dashboard
 from .limits import BodySizeLimit
 from .metrics import PoolMetrics
-from .problems import install_problem_handlers
-from .routes import energy, jobs, metrics, nodes, pool
+from .problems import API_PROBLEMS, document_problems, install_problem_handlers, problem_responses
+from .ratelimit import Rate, RateLimiter
+from .routes import admin, energy, fairness, jobs, metrics, nodes, pool
 
 API_PREFIX = "/api/v1"
+
+ROUTERS: tuple[tuple[str, APIRouter], ...] = (
+    (API_PREFIX, jobs.router),
+    (API_PREFIX, admin.router),
+    (API_PREFIX, nodes.router),
+    (API_PREFIX, pool.router),
+    (API_PREFIX, energy.router),
+    (API_PREFIX, fairness.router),
+    ("", metrics.router),
+    ("", pool.health),
+    ("", dashboard.router),
+)
+"""Every router of the app, with its prefix; the authorization-matrix test walks this."""
 
 
 def create_app(
@@ -44,12 +60,27 @@ def create_app(
     app.state.wake_scheduler = wake_scheduler or (lambda: None)
     app.state.carbon = carbon or default_chain()
     app.state.metrics = PoolMetrics(app.state.db)
+    app.state.auth = Authenticator(app.state.db, settings.auth_cache_s)
+    app.state.rate_limiter = RateLimiter(
+        {
+            "submit": Rate(settings.submit_rate_per_s, settings.submit_burst),
+            "heartbeat": Rate(settings.heartbeat_rate_per_s, settings.heartbeat_burst),
+        }
+    )
     install_problem_handlers(app)
-    app.include_router(jobs.router, prefix=API_PREFIX)
-    app.include_router(nodes.router, prefix=API_PREFIX)
-    app.include_router(pool.router, prefix=API_PREFIX)
-    app.include_router(energy.router, prefix=API_PREFIX)
-    app.include_router(metrics.router)
-    app.include_router(pool.health)
+    for prefix, router in ROUTERS:
+        app.include_router(router, prefix=prefix, responses=_problems(prefix, router))
+    document_problems(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app
+
+
+def _problems(prefix: str, router: APIRouter) -> dict[int | str, dict[str, object]]:
+    """The problem+json responses a router's routes document in the OpenAPI."""
+    if prefix == API_PREFIX:
+        return API_PROBLEMS
+    if router is pool.health:
+        return problem_responses(503)  # readyz; healthz always answers 200
+    if router is metrics.router:
+        return problem_responses(401, 403, 503)
+    return {}

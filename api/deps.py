@@ -1,18 +1,18 @@
-"""Typed dependencies of the routes: the database session and the calling node."""
+"""Typed dependencies of the routes: the database session and the settings.
+
+Who the caller is and what they may do is `authz`'s job.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from commonpool.scheduler.config import Settings
-from commonpool.scheduler.domain.errors import Unauthorized
-from commonpool.scheduler.services.nodes import authenticate_node
-from commonpool.scheduler.store.models import Node
 from commonpool.scheduler.store.uow import Database
 
 
@@ -58,19 +58,3 @@ async def in_write_unit(
             return endpoint.model_validate(use_case(session, *args, **kwargs))
 
     return await run_in_threadpool(run)
-
-
-def _bearer(authorization: str | None) -> str:
-    if not authorization or not authorization.lower().startswith("bearer "):
-        raise Unauthorized("missing bearer credential")
-    return authorization.split(" ", 1)[1].strip()
-
-
-def calling_node(
-    session: WriteSession, authorization: Annotated[str | None, Header()] = None
-) -> Node:
-    """The node whose agent credential is presented; agents may act only for it."""
-    return authenticate_node(session, _bearer(authorization))
-
-
-NodeDep = Annotated[Node, Depends(calling_node)]

@@ -26,9 +26,11 @@ from commonpool.migrations import upgrade
 from commonpool.scheduler.carbon.forecast_cache import forecasts_for_policy
 from commonpool.scheduler.config import Settings
 from commonpool.scheduler.launcher import Launcher
+from commonpool.scheduler.logs import configure_logging
 from commonpool.scheduler.loop import SchedulerLoop
 from commonpool.scheduler.policy import make_policy
 from commonpool.scheduler.services.nodes import create_enrollment_token
+from commonpool.scheduler.services.preemption import RequeueBackoff
 from commonpool.scheduler.store.engine import make_engine
 from commonpool.scheduler.store.singleton import SchedulerLock
 from commonpool.scheduler.store.uow import Database
@@ -41,9 +43,12 @@ from commonpool.workers.ray_node import (
     write_token_file,
 )
 from commonpool.workers.runner.ray_jobs import RayJobsRunner, default_storage
+from commonpool.workers.sandbox import JobSandbox, share_dir
 
 from .app import create_app
+from .bootstrap import local_admin_token
 from .cli.agent import READY
+from .client.sdk import Client
 
 AGENT_READY_TIMEOUT_S = 180.0
 AGENT_STOP_GRACE_S = 30.0
@@ -61,28 +66,50 @@ class LocalPool:
         port: int | None = None,
         policy: str = "fifo",
         log: IO[str] | None = None,
+        token_file: Path | None = None,
+        job_user: str | None = None,
+        host: str = "127.0.0.1",
+        run_scheduler: bool = True,
     ) -> None:
+        """`token_file` is where the pool's admin token is kept (default: in `state_dir`).
+
+        `host` is the address the API and the Ray head bind and advertise: loopback
+        by default; a private address when agents on other hosts join.
+        `run_scheduler=False` leaves scheduling to a separate `commonpool scheduler`
+        process (see `scheduler_env`), e.g. to crash-test it.
+        """
+        self.host = host
+        self.run_scheduler = run_scheduler
         self.state_dir = state_dir
+        self.token_file = token_file or state_dir / "admin-token"
+        self.admin_token = ""
         self.agents = agents
         self.cpus_per_agent = cpus_per_agent
         self.memory_per_agent = memory_per_agent
         self.region = region
-        self.port = port or free_port_block(1)
+        self.port = port or free_port_block(1, host)
         self.policy = policy
         self.log = log or sys.stderr
+        self.job_user = job_user  # agents run their Ray nodes (so jobs) as this user
         self.head: RayNode | None = None
         self.ray_temp = Path(tempfile.mkdtemp(prefix="cp-ray-"))  # short: socket paths are limited
         self.agent_procs: dict[int, subprocess.Popen[str]] = {}
         self.node_ids: list[str] = []
         self.server: uvicorn.Server | None = None
         self.loop: SchedulerLoop | None = None
+        self.settings: Settings | None = None
+        self._log_file: IO[str] | None = None
         self.db: Database | None = None
         self._scheduler_lock: SchedulerLock | None = None
         self._threads: list[threading.Thread] = []
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
+
+    def client(self) -> Client:
+        """A client of this pool's API with its admin token."""
+        return Client(self.url, token=self.admin_token)
 
     def say(self, message: str) -> None:
         print(f"[pool] {message}", file=self.log, flush=True)
@@ -106,6 +133,7 @@ class LocalPool:
             RayNodeSpec(
                 num_cpus=0,
                 labels={NODE_LABEL: "head"},
+                node_ip=self.host,
                 temp_dir=self.ray_temp,
                 auth_token_file=token_file,
                 log_file=self.state_dir / "logs" / "ray-head.log",
@@ -122,27 +150,43 @@ class LocalPool:
             policy=self.policy,
         )
         upgrade(settings.resolved_database_url)
-        self._scheduler_lock = SchedulerLock(settings.resolved_database_url)
-        self._scheduler_lock.acquire()
+        self.settings = settings
+        logs = self.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(logs / "scheduler.log", "a", buffering=1)  # noqa: SIM115
+        configure_logging(settings.log_format, settings.log_level, stream=self._log_file)
+        if self.run_scheduler:
+            self._scheduler_lock = SchedulerLock(settings.resolved_database_url)
+            self._scheduler_lock.acquire()
         self.db = Database(make_engine(settings.resolved_database_url))
+        self.admin_token = local_admin_token(self.db, self.token_file)
         runner = RayJobsRunner(
             settings.ray_dashboard_url,
-            default_storage(self.state_dir),
+            self._checkpoint_storage(),
             auth_token=settings.ray_auth_token,
         )
         self.loop = SchedulerLoop(
             self.db,
-            make_policy(settings.policy),
+            make_policy(settings.policy, grow_after_s=settings.elastic_grow_after_s),
             interval_s=settings.scheduler_interval_s,
             on_error=lambda exc: self.say(f"scheduler step failed: {exc}"),
-            launcher=Launcher(self.db, runner, server_url=self.url),
+            launcher=Launcher(
+                self.db,
+                runner,
+                server_url=self.url,
+                log_max_bytes=settings.job_log_max_bytes,
+                backoff=RequeueBackoff.of(settings),
+            ),
             forecasts=forecasts_for_policy(settings.policy),
+            backoff=RequeueBackoff.of(settings),
         )
-        app = create_app(settings, self.db, wake_scheduler=self.loop.wake)
+        app = create_app(
+            settings, self.db, wake_scheduler=self.loop.wake if self.run_scheduler else None
+        )
         self.loop.after_step = app.state.metrics.observe_step  # decision latency on /metrics
         self.server = uvicorn.Server(
             uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+                app, host=self.host, port=self.port, log_level="warning", access_log=False
             )
         )
         self._spawn(self.server.run, "api")
@@ -152,9 +196,30 @@ class LocalPool:
                 raise RuntimeError("the API server did not start")
             time.sleep(0.05)
         self.say(f"API on {self.url} ({settings.resolved_database_url})")
-        self._spawn(self.loop.run_forever, "scheduler")
+        if self.run_scheduler:
+            self._spawn(self.loop.run_forever, "scheduler")
         for index in range(self.agents):  # one after another: they share Ray's session dir
             self.node_ids.append(self.add_agent(index))
+
+    def scheduler_env(self) -> dict[str, str]:
+        """The environment of a `commonpool scheduler` process that schedules this pool."""
+        settings = self.settings
+        assert settings is not None, "the pool is not started"
+        return {
+            "COMMONPOOL_STATE_DIR": str(self.state_dir),
+            "COMMONPOOL_DATABASE_URL": settings.resolved_database_url,
+            "COMMONPOOL_SERVER_URL": self.url,
+            "COMMONPOOL_RAY_DASHBOARD_URL": settings.ray_dashboard_url,
+            "COMMONPOOL_RAY_AUTH_TOKEN_FILE": str(settings.ray_auth_token_file or ""),
+            "COMMONPOOL_POLICY": settings.policy,
+        }
+
+    def _checkpoint_storage(self) -> Path:
+        """Where jobs checkpoint; with a job user, shared with it: its workers write there."""
+        storage = default_storage(self.state_dir)
+        if self.job_user:
+            share_dir(storage, JobSandbox.for_user(self.job_user))
+        return storage
 
     def _spawn(self, target: object, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
@@ -195,6 +260,8 @@ class LocalPool:
             args += ["--memory", str(self.memory_per_agent)]
         if self.region:
             args += ["--region", self.region]
+        if self.job_user:
+            args += ["--job-user", self.job_user]
         env = {**os.environ, "COMMONPOOL_STATE_DIR": str(agent_dir)}
         process = subprocess.Popen(
             args,
@@ -260,4 +327,7 @@ class LocalPool:
             self.db.dispose()
         if self._scheduler_lock is not None:
             self._scheduler_lock.release()
+        if self._log_file is not None:
+            configure_logging()  # back to stderr before the file closes
+            self._log_file.close()
         shutil.rmtree(self.ray_temp, ignore_errors=True)

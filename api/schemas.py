@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from commonpool.scheduler.domain.principal import USER_SCOPES, Role, Scope
 from commonpool.scheduler.spec import JobSpec, LabelKey, LabelValue, Name, ResourcesSpec
 
 T = TypeVar("T")
@@ -52,6 +53,7 @@ class JobRead(_Read):
     framework: str
     carbon: str
     carbon_suspensions: int
+    regrows: int
     attempt: int
     submitted_at: datetime
     placed_at: datetime | None
@@ -354,3 +356,160 @@ __all__ = [
     "RayClusterInfo",
     "ResourcesSpec",
 ]
+
+
+class UserCreate(_Write):
+    name: Name
+    admin: bool = False
+
+
+class UserRead(_Read):
+    id: str
+    name: str
+    is_admin: bool
+    created_at: datetime
+
+
+class QuotaFields(_Write):
+    """Per-project limits; null is unlimited."""
+
+    max_cpus: float | None = Field(default=None, ge=0, le=1e9)
+    max_gpus: int | None = Field(default=None, ge=0, le=1_000_000)
+    max_queued_jobs: int | None = Field(default=None, ge=0, le=10_000_000)
+
+
+class ProjectCreate(QuotaFields):
+    name: Name
+    weight: float = Field(default=1.0, gt=0, le=1e6)
+
+
+class ProjectRead(_Read):
+    id: str
+    name: str
+    weight: float
+    max_cpus: float | None
+    max_gpus: int | None
+    max_queued_jobs: int | None
+    created_at: datetime
+
+
+class MemberSet(_Write):
+    role: Role = Role.MEMBER
+
+
+class MemberRead(BaseModel):
+    user: str
+    role: Role
+
+
+class TokenCreate(_Write):
+    user: Name
+    scopes: list[Scope] = Field(
+        default_factory=lambda: list(USER_SCOPES), min_length=1, max_length=len(Scope)
+    )
+    ttl_s: int | None = Field(
+        default=None, gt=0, le=10 * 365 * 86400, description="Lifetime; null never expires."
+    )
+    name: str = Field(default="", max_length=100)
+
+
+class TokenRead(BaseModel):
+    id: str
+    user: str
+    name: str
+    scopes: list[str]
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    created_by: str
+    created_at: datetime
+
+
+class TokenCreated(TokenRead):
+    token: str = Field(description="The secret: shown once, stored only as a hash.")
+
+
+class AuditRead(_Read):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    project: str | None
+    detail: dict[str, Any]
+
+
+class WhoAmI(BaseModel):
+    kind: str
+    subject: str
+    scopes: list[str]
+    is_admin: bool
+    projects: dict[str, str]
+    node_id: str | None
+    job_id: str | None
+
+
+class ProjectFairnessRead(_Read):
+    """One project's shares (fractions 0..1), what it holds and used, and what it donates."""
+
+    project: str
+    weight: float
+    weight_share: float = Field(description="Weight over the sum of all projects' weights.")
+    entitled_share: float = Field(
+        description="The fair policy's water-fill of dominant share over projects with work."
+    )
+    usage_share: float = Field(description="Dominant share its active allocations hold.")
+    cpus_used: float
+    gpus_used: int
+    memory_bytes_used: int
+    running_jobs: int
+    queued_jobs: int
+    energy_j: float = Field(description="Lifetime energy of its jobs (PUE applied).")
+    co2e_g: float
+    donated_nodes: int = Field(description="Present nodes whose donor_project is this project.")
+    donated_cpus: float
+    donated_gpus: int
+    donated_energy_j: float = Field(description="Energy its donated machines spent on pool jobs.")
+
+
+class PoolFairnessRead(_Read):
+    capacity: ResourceTotalsRead
+    projects: list[ProjectFairnessRead]
+
+
+class ResourceByTypeRead(_Read):
+    kind: str = Field(description='"cpu" or "gpu".')
+    type: str = Field(description='"cpu", a GPU type, or "untyped".')
+    total: float
+    used: float
+    free: float = Field(description="On ONLINE nodes only.")
+
+
+class NodeUsageRead(_Read):
+    node_id: str
+    name: str
+    state: str
+    cpus_used: float
+    memory_bytes_used: int
+    gpus_used: int
+    jobs: int
+    power_w: float | None = Field(description="The latest power reading (PUE applied).")
+    power_at: datetime | None
+    power_fresh: bool = Field(description="Read within a node lease, on a present node.")
+    cpu_utilization: float | None
+    is_estimated: bool
+
+
+class PoolUsageRead(_Read):
+    """Resources by type, per-node holdings and power now, and the jobs' energy since `since`."""
+
+    at: datetime
+    by_type: list[ResourceByTypeRead]
+    nodes: list[NodeUsageRead]
+    power_w: float = Field(description="Sum of the fresh power readings.")
+    power_nodes: int
+    power_estimated: bool
+    since: datetime
+    jobs_energy_j: float = Field(
+        description="Jobs' energy since `since` (idle energy has no series: lifetime only)."
+    )
+    jobs_co2e_g: float

@@ -46,6 +46,9 @@ import psutil
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from commonpool.scheduler.store.engine import make_engine
+from commonpool.scheduler.store.uow import Database
+
 ROOT = Path(__file__).resolve().parent.parent
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PG_ENV = "COMMONPOOL_TEST_POSTGRES_URL"
@@ -119,6 +122,26 @@ def postgres_reachable(admin_url: str) -> bool:
         return False
 
 
+def bench_user_token(url: str) -> str:
+    """User `bench`, member of project `bench`, with a jobs:write token: submits are
+    authenticated and authorized as in production (a cached principal per request)."""
+    from commonpool.scheduler.domain.principal import Role, Scope
+    from commonpool.scheduler.services import accounts
+
+    engine = make_engine(url)
+    try:
+        with Database(engine).unit_of_work() as session:
+            accounts.create_user(session, "bench", actor="bench")
+            accounts.create_project(session, "bench", actor="bench")
+            accounts.set_membership(session, "bench", "bench", Role.MEMBER, actor="bench")
+            token, _ = accounts.create_token(
+                session, "bench", scopes=[Scope.JOBS_WRITE], actor="bench"
+            )
+    finally:
+        engine.dispose()
+    return token
+
+
 def count_rows(url: str) -> tuple[int, int]:
     engine = create_engine(url)
     try:
@@ -150,6 +173,8 @@ class Server:
             "COMMONPOOL_DATABASE_URL": database_url,
             "COMMONPOOL_STATE_DIR": str(state_dir),
             "COMMONPOOL_CONFIG": str(state_dir / "absent.toml"),
+            # Throughput of the submit path itself: no per-token rate limit.
+            "COMMONPOOL_SUBMIT_RATE_PER_S": "0",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
         cmd = [
@@ -233,7 +258,9 @@ class Tally:
         self.errors[what] = self.errors.get(what, 0) + 1
 
 
-async def _raw_connection(port: int, bodies: Iterator[bytes], tally: Tally, delay: float) -> None:
+async def _raw_connection(
+    port: int, bodies: Iterator[bytes], tally: Tally, delay: float, token: str
+) -> None:
     """One keep-alive connection sending requests back to back until `bodies` runs out.
 
     Connections open `delay` apart: a burst lets one uvicorn worker accept them all.
@@ -241,7 +268,7 @@ async def _raw_connection(port: int, bodies: Iterator[bytes], tally: Tally, dela
     await asyncio.sleep(delay)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = f"POST {SUBMIT_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-    head += "Content-Type: application/json\r\n"
+    head += f"Content-Type: application/json\r\nAuthorization: Bearer {token}\r\n"
     try:
         for body in bodies:
             request = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
@@ -268,8 +295,10 @@ async def _raw_connection(port: int, bodies: Iterator[bytes], tally: Tally, dela
             await writer.wait_closed()
 
 
-async def _httpx_worker(client: httpx.AsyncClient, bodies: Iterator[bytes], tally: Tally) -> None:
-    headers = {"content-type": "application/json"}
+async def _httpx_worker(
+    client: httpx.AsyncClient, bodies: Iterator[bytes], tally: Tally, token: str
+) -> None:
+    headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
     for body in bodies:
         started = time.perf_counter()
         try:
@@ -284,18 +313,22 @@ async def _httpx_worker(client: httpx.AsyncClient, bodies: Iterator[bytes], tall
             tally.error(f"http {response.status_code}")
 
 
-async def drive(url: str, port: int, first: int, n: int, concurrency: int, client: str) -> Tally:
+async def drive(
+    url: str, port: int, first: int, n: int, concurrency: int, client: str, token: str
+) -> Tally:
     """Send `n` submits over `concurrency` connections; all share one body iterator."""
     tally = Tally()
     bodies = (job_body(i) for i in range(first, first + n))
     if client == "raw":
         await asyncio.gather(
-            *(_raw_connection(port, bodies, tally, 0.005 * k) for k in range(concurrency))
+            *(_raw_connection(port, bodies, tally, 0.005 * k, token) for k in range(concurrency))
         )
         return tally
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
-        await asyncio.gather(*(_httpx_worker(http, bodies, tally) for _ in range(concurrency)))
+        await asyncio.gather(
+            *(_httpx_worker(http, bodies, tally, token) for _ in range(concurrency))
+        )
     return tally
 
 
@@ -340,13 +373,14 @@ def run_one(backend: str, database_url: str, workers: int, args: argparse.Namesp
     from commonpool.migrations import upgrade
 
     upgrade(database_url)
+    token = bench_user_token(database_url)
     state_dir = Path(tempfile.mkdtemp(prefix="cp_bench_state_"))
     server = Server(database_url, workers, state_dir)
     profiler: subprocess.Popen[bytes] | None = None
     try:
         server.wait_ready()
         warmup = asyncio.run(
-            drive(server.url, server.port, 0, args.warmup, args.concurrency, args.client)
+            drive(server.url, server.port, 0, args.warmup, args.concurrency, args.client, token)
         )
         if warmup.errors:
             raise RuntimeError(f"warm-up failed: {warmup.errors}")
@@ -361,7 +395,13 @@ def run_one(backend: str, database_url: str, workers: int, args: argparse.Namesp
         started = time.perf_counter()
         tally = asyncio.run(
             drive(
-                server.url, server.port, args.warmup, args.requests, args.concurrency, args.client
+                server.url,
+                server.port,
+                args.warmup,
+                args.requests,
+                args.concurrency,
+                args.client,
+                token,
             )
         )
         seconds = time.perf_counter() - started

@@ -51,6 +51,19 @@ class Settings(BaseSettings):
     port: int = Field(default=8765, ge=1, le=65535)
     policy: str = Field(default="fifo", description="Placement policy name.")
     scheduler_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    requeue_backoff_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="After a failed attempt (node lost, left, revoked) a job waits this long "
+        "before it may be placed again, doubling per failure (0: no wait).",
+    )
+    requeue_backoff_max_s: float = Field(default=300.0, ge=0, description="Cap of that wait.")
+    elastic_grow_after_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="An elastic job running below workers_max is regrown (checkpoint, relaunch "
+        "at full size) once it ran this long and the pool has room with nothing waiting.",
+    )
     node_lease_s: float = Field(default=30.0, gt=0, le=86400)
     ray_address: str = Field(
         default="", description="GCS address (host:port) of the pool's Ray head, given to agents."
@@ -81,14 +94,73 @@ class Settings(BaseSettings):
         gt=0,
         description="Energy buckets older than this are pruned (job totals are kept).",
     )
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate (chain) the API serves HTTPS with."
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file.")
+    ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA bundle clients (CLI, agents, jobs) verify the server's certificate "
+        "with, for a pool CA that is not in the system store; empty means the system store.",
+    )
+    job_code_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders on the scheduler's machine from which non-admin users' jobs may "
+        "ship a local working_dir (the runner reads it there and uploads it to Ray); outside "
+        "them only remote URIs (s3://, gs://, https://...zip) are accepted.",
+    )
+    log_format: Literal["console", "json"] = Field(
+        default="console",
+        description="Logs of the server and the scheduler: `console` for people, `json` (one "
+        "object per line, with job and node ids) for log shippers.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
     max_request_bytes: int = Field(default=1_000_000, gt=0)
     page_size_max: int = Field(default=500, gt=0, le=10_000)
+    token: str | None = Field(
+        default=None,
+        description="API token the CLI sends (COMMONPOOL_TOKEN); empty falls back to token_file.",
+    )
+    token_file: Path | None = Field(
+        default=None,
+        description="File holding the CLI's API token; empty means <state_dir>/admin-token, "
+        "which `commonpool up`/`demo` write with the bootstrap admin token.",
+    )
+    auth_cache_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=300,
+        description="How long an API process trusts a checked credential (0: check every "
+        "request); bounds how long a credential revoked by another process still works.",
+    )
+    submit_rate_per_s: float = Field(
+        default=100.0, ge=0, description="Job submits per second per token (0: unlimited)."
+    )
+    submit_burst: int = Field(default=500, ge=1, description="Submits a token may burst.")
+    heartbeat_rate_per_s: float = Field(
+        default=5.0, ge=0, description="Heartbeats per second per node (0: unlimited)."
+    )
+    heartbeat_burst: int = Field(default=20, ge=1)
+    job_log_max_bytes: int = Field(
+        default=16 * 2**20, ge=0, description="Log bytes stored per job (0: no cap)."
+    )
 
     @property
     def ray_auth_token(self) -> str | None:
         if self.ray_auth_token_file is None:
             return None
         return self.ray_auth_token_file.read_text().strip()
+
+    @property
+    def resolved_token_file(self) -> Path:
+        return self.token_file or self.state_dir / "admin-token"
+
+    def client_token(self) -> str | None:
+        """The CLI's credential: `token`, else the token file when it exists."""
+        if self.token:
+            return self.token
+        path = self.resolved_token_file
+        return path.read_text().strip() if path.is_file() else None
 
     @property
     def resolved_database_url(self) -> str:

@@ -3,8 +3,12 @@
 Three phases per call, each with Runner I/O outside any transaction and
 each registry write guarded (compare-and-set), so a crash between phases
 only repeats idempotent work:
-1. stop runs of jobs that were cancelled or preempted;
-2. launch PLACED jobs (PLACED -> STARTING, with the run's ref);
+1. stop runs of jobs that were cancelled or preempted (any recorded ref that
+   is not the current attempt's run of a PLACED/STARTING/RUNNING job);
+2. launch PLACED jobs: record the run's ref (`ports.run_ref`) first, then
+   launch (or adopt), then PLACED -> STARTING. A scheduler killed between the
+   launch and the transition leaves a recorded ref: the run is adopted if the
+   job is still PLACED, stopped if it was cancelled meanwhile - never orphaned;
 3. poll STARTING/RUNNING runs: forward new log lines, and record the end
    (SUCCEEDED/FAILED) with the allocations released in the same transaction.
 RUNNING itself is set when the job reports its first step (see
@@ -22,9 +26,11 @@ from sqlalchemy.orm import Session
 
 from .domain.errors import InvalidTransition
 from .domain.states import JobState
-from .ports import LaunchRequest, Runner, RunStatus, WorkerPlacement
+from .ports import LaunchRequest, Runner, RunStatus, WorkerPlacement, run_ref
+from .services.accounts import mint_job_token
 from .services.jobs import append_logs, list_allocations, release_allocations
 from .services.nodes import lose_node
+from .services.preemption import RequeueBackoff
 from .store.models import Job, utcnow
 from .store.transitions import transition_job
 from .store.uow import Database
@@ -66,10 +72,15 @@ class Launcher:
         server_url: str,
         poll_interval_s: float = 2.0,
         node_loss_grace_s: float = 30.0,
+        log_max_bytes: int = 0,
+        ca_pem: str | None = None,
+        backoff: RequeueBackoff = RequeueBackoff(),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`poll_interval_s` bounds how often one run is polled: polling costs the
-        Ray head and this process CPU that the training on a small node needs."""
+        Ray head and this process CPU that the training on a small node needs.
+        `log_max_bytes` caps the log stored per job (0: no cap). `ca_pem`, the pool's
+        private CA, is handed to jobs so they can report to an https API."""
         self.db = db
         self.runner = runner
         self.server_url = server_url
@@ -78,6 +89,9 @@ class Launcher:
         self._last_poll: dict[str, float] = {}
         self._failed_at: dict[str, float] = {}
         self.node_loss_grace_s = node_loss_grace_s
+        self.log_max_bytes = log_max_bytes
+        self.ca_pem = ca_pem
+        self.backoff = backoff
 
     def step(self) -> LaunchReport:
         report = LaunchReport()
@@ -90,11 +104,14 @@ class Launcher:
     def _stop_abandoned(self, report: LaunchReport) -> None:
         with self.db.unit_of_work(write=False) as session:
             rows = session.execute(
-                select(Job.id, Job.runner_ref).where(
+                select(Job.id, Job.runner_ref, Job.state, Job.attempt).where(
                     Job.state.in_([s.value for s in _STOPPABLE]), Job.runner_ref.is_not(None)
                 )
             ).all()
-        for job_id, ref in rows:
+        for job_id, ref, state, attempt in rows:
+            if state == JobState.PLACED.value and ref == run_ref(job_id, attempt):
+                continue  # this attempt's own run, recorded just before its launch
+
             self.runner.stop(ref)
             with self.db.unit_of_work() as session:
                 session.execute(
@@ -106,13 +123,16 @@ class Launcher:
 
     # -- 2. launch ----------------------------------------------------------
     def _launch_placed(self, report: LaunchReport) -> None:
-        with self.db.unit_of_work(write=False) as session:
+        # A write unit: each launch mints the attempt's job token.
+        with self.db.unit_of_work() as session:
             jobs = list(
                 session.scalars(
                     select(Job).where(Job.state == JobState.PLACED.value).order_by(Job.placed_at)
                 )
             )
             requests = [self._request(job, session) for job in jobs]
+            for job in jobs:  # recorded before the run exists (see the module docstring)
+                job.runner_ref = run_ref(job.id, job.attempt)
         for request in requests:
             try:
                 ref = self.runner.launch(request)
@@ -151,7 +171,11 @@ class Launcher:
             "COMMONPOOL_SERVER_URL": self.server_url,
             "COMMONPOOL_JOB_ID": job.id,
             "COMMONPOOL_JOB_ATTEMPT": str(job.attempt),
+            # Lets the job's workers report metrics for this attempt, and nothing else.
+            "COMMONPOOL_JOB_TOKEN": mint_job_token(session, job.id, job.attempt),
         }
+        if self.ca_pem:
+            env["COMMONPOOL_CA_PEM"] = self.ca_pem
         return LaunchRequest(
             job_id=job.id,
             attempt=job.attempt,
@@ -188,7 +212,12 @@ class Launcher:
             lines = self.runner.new_log_lines(ref)
             if lines:
                 with self.db.unit_of_work() as session:
-                    append_logs(session, job_id, (("stdout", line) for line in lines))
+                    append_logs(
+                        session,
+                        job_id,
+                        (("stdout", line) for line in lines),
+                        max_bytes=self.log_max_bytes,
+                    )
             if not outcome.status.ended:
                 continue
             if outcome.status is RunStatus.SUCCEEDED:
@@ -219,7 +248,12 @@ class Launcher:
             with self.db.unit_of_work() as session:
                 for node_id in sorted(lost):
                     try:
-                        lose_node(session, node_id, reason="Ray reports its node dead")
+                        lose_node(
+                            session,
+                            node_id,
+                            reason="Ray reports its node dead",
+                            backoff=self.backoff,
+                        )
                     except InvalidTransition:
                         continue  # already lost or offline
             return "node lost"

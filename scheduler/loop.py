@@ -13,12 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .launcher import Launcher, LaunchReport
+from .logs import get_logger
 from .policy import Plan, Policy
 from .services.nodes import expire_leases
-from .services.preemption import apply_preemptions
+from .services.preemption import RequeueBackoff, apply_preemptions
 from .store.placements import apply_placements, record_pending_reasons
 from .store.snapshot_source import Forecasts, load_snapshot
 from .store.uow import Database
+
+log = get_logger("scheduler")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +51,11 @@ class SchedulerLoop:
         on_error: Callable[[Exception], None] | None = None,
         launcher: Launcher | None = None,
         forecasts: Forecasts | None = None,
+        backoff: RequeueBackoff = RequeueBackoff(),
     ) -> None:
+        """`backoff`: how long jobs of a lost node wait before their next attempt."""
         self.db = db
+        self.backoff = backoff
         self.policy = policy
         self.interval_s = interval_s
         self.clock = clock
@@ -70,13 +76,14 @@ class SchedulerLoop:
     def step(self) -> StepReport:
         started = time.perf_counter()
         with self.db.unit_of_work() as session:
-            lost = expire_leases(session)
+            lost = expire_leases(session, backoff=self.backoff)
             plan = self.policy.plan(
                 load_snapshot(session, now=self.clock(), forecasts=self.forecasts)
             )
             preempted = apply_preemptions(session, plan.preemptions)
             result = apply_placements(session, plan.placements)
-            record_pending_reasons(session, dict(plan.pending_reasons))
+            # A placement refused at apply time (capacity race, project quota) waits with why.
+            record_pending_reasons(session, {**dict(plan.pending_reasons), **result.rejected})
         # Runner I/O (Ray) happens outside the placement transaction.
         launch = self.launcher.step() if self.launcher else None
         report = StepReport(
@@ -88,6 +95,7 @@ class SchedulerLoop:
             launch=launch,
             seconds=time.perf_counter() - started,
         )
+        _log_step(report, plan)
         if self.after_step:
             self.after_step(report)
         return report
@@ -110,3 +118,23 @@ class SchedulerLoop:
                 self.on_error(exc)
             self._wake.wait(self.interval_s)
             self._wake.clear()
+
+
+def _log_step(report: StepReport, plan: Plan) -> None:
+    """One structured event per change, with its job and node ids (see `scheduler.logs`)."""
+    nodes = {p.job_id: list(p.node_ids) for p in plan.placements}
+    for job_id in report.placed:
+        log.info("job.placed", job_id=job_id, node_ids=nodes.get(job_id, []))
+    for job_id, reason in report.rejected.items():
+        log.info("job.placement_refused", job_id=job_id, reason=reason)
+    for job_id in report.preempted:
+        log.info("job.preempted", job_id=job_id)
+    for node_id in report.lost_nodes:
+        log.warning("node.lost", node_id=node_id, reason="lease expired")
+    if report.launch is not None:
+        for job_id in report.launch.launched:
+            log.info("job.launched", job_id=job_id)
+        for job_id, state in report.launch.ended.items():
+            log.info("job.ended", job_id=job_id, state=state)
+        for job_id in report.launch.stopped:
+            log.info("run.stopped", job_id=job_id)

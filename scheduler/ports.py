@@ -56,6 +56,13 @@ class RunReport:
     message: str = ""
 
 
+def run_ref(job_id: str, attempt: int) -> str:
+    """The one name of a job attempt's run, in every runner: a relaunch after a crash
+    finds (adopts) the run instead of starting a second one, and the launcher can record
+    the ref before the run exists, so no run is ever started without a record of it."""
+    return f"{job_id}-a{attempt}"
+
+
 class Runner(Protocol):
     """Executes launches. Every method is idempotent: the loop may retry after a crash."""
 

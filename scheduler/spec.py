@@ -105,8 +105,13 @@ class JobSpec(_Strict):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     label_selector: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=20)
     priority: int = Field(default=0, ge=-1000, le=1000)
-    project: Name = "default"
-    owner: Name = "anonymous"
+    project: Name | None = Field(
+        default=None,
+        description="Project the job is charged to; may be omitted by a member of one project.",
+    )
+    owner: Name | None = Field(
+        default=None, description="Defaults to the submitter; only an admin may name another."
+    )
     max_runtime_s: int | None = Field(default=None, gt=0, le=MAX_RUNTIME_S)
     deadline: datetime | None = None
     max_attempts: int = Field(default=3, ge=1, le=100)

@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from commonpool.api.app import create_app
+from commonpool.api.bootstrap import bootstrap
 from commonpool.migrations import upgrade
 from commonpool.scheduler.config import Settings
 from commonpool.scheduler.store.engine import make_engine
@@ -118,6 +119,19 @@ def app(settings: Settings, db: Database):  # type: ignore[no-untyped-def]
     return create_app(settings, db)
 
 
+@pytest.fixture
+def admin_token(db: Database, settings: Settings) -> str:
+    """The pool's bootstrap admin token (user `admin`, project `default`)."""
+    token = bootstrap(db, settings.resolved_token_file)
+    assert token is not None
+    return token
+
+
+@pytest.fixture
+def admin_headers(admin_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {admin_token}"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -127,11 +141,18 @@ def free_port() -> int:
 class LiveServer:
     """uvicorn serving the app on a loopback port, in a thread of this process."""
 
-    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, app, **options: object) -> None:  # type: ignore[no-untyped-def]
+        """`options` go to uvicorn (e.g. ssl_certfile/ssl_keyfile: the URL is then https)."""
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if options.get("ssl_certfile") else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            **options,  # type: ignore[arg-type]
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ ENV_SERVER = "COMMONPOOL_SERVER_URL"
 ENV_JOB_ID = "COMMONPOOL_JOB_ID"
 ENV_ATTEMPT = "COMMONPOOL_JOB_ATTEMPT"
 ENV_TOKEN = "COMMONPOOL_JOB_TOKEN"
+ENV_CA_PEM = "COMMONPOOL_CA_PEM"  # the pool's CA (PEM text) when its API uses a private CA
 REPORT_TIMEOUT_S = 5.0
 
 
@@ -118,7 +120,12 @@ def _post_metrics(metrics: dict[str, float], step: int) -> None:
         method="POST",
     )
 
+    context = (
+        ssl.create_default_context(cadata=os.environ[ENV_CA_PEM])
+        if ENV_CA_PEM in os.environ
+        else None
+    )
     try:
-        urllib.request.urlopen(request, timeout=REPORT_TIMEOUT_S).close()
+        urllib.request.urlopen(request, timeout=REPORT_TIMEOUT_S, context=context).close()
     except (urllib.error.URLError, OSError) as exc:  # progress display only: never fatal
         print(f"commonpool: metrics report failed: {exc}", flush=True)

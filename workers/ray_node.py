@@ -4,6 +4,10 @@ Every port is explicit: Redis owns 6379 (Ray's default GCS port) on many
 machines, and several Ray nodes of one test or demo share a host. Each node
 runs `ray start --block` in its own session, so stopping it kills exactly
 its processes (a plain `ray stop` would kill every Ray process on the host).
+
+A donor's worker node may run inside a `JobSandbox` (`workers/sandbox.py`):
+`ray start` then starts as the job user with the donated limits, and so do
+the raylet and every Ray worker that runs job code on that node.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+from .sandbox import Confinement, JobSandbox, confine, give_dir, release_cgroup, require_root
 
 NODE_LABEL = "commonpool/node"
 WORKER_PORT_SPAN = 200
@@ -65,6 +71,7 @@ class RayNodeSpec:
     object_store_bytes: int = 256 * 2**20
     auth_token_file: Path | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    sandbox: JobSandbox | None = None  # run the node as an unprivileged job user; needs temp_dir
 
     @property
     def is_head(self) -> bool:
@@ -79,15 +86,25 @@ class RayNode:
     spec: RayNodeSpec
     address: str
     dashboard_url: str | None = None
+    cgroup: Path | None = None
 
     @property
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def stop(self, grace_s: float = 15.0) -> None:
-        """SIGTERM the node's process group, then SIGKILL it and any escaped workers."""
-        if self.process.poll() is not None:
-            return
+        """SIGTERM the node's process group, then SIGKILL it and any escaped workers.
+
+        The node's processes may belong to the job user: the agent, as root,
+        may signal them, and finds them as descendants of `ray start` (never
+        by user or name, which would hit other nodes of the same job user).
+        """
+        if self.process.poll() is None:
+            self._kill_tree(grace_s)
+        release_cgroup(self.cgroup)  # and whatever of the node escaped the tree
+        self.cgroup = None
+
+    def _kill_tree(self, grace_s: float) -> None:
         try:
             members = psutil.Process(self.process.pid).children(recursive=True)
         except psutil.NoSuchProcess:
@@ -196,8 +213,9 @@ def start_ray_node(spec: RayNodeSpec) -> RayNode:
         args.append(f"--temp-dir={spec.temp_dir}")
     log_path = spec.log_file
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    confinement = _confinement(spec) if spec.sandbox else None
     env = {
-        **os.environ,
+        **(confinement.env if confinement else os.environ),
         "RAY_USAGE_STATS_ENABLED": "0",
         # A stopping node must fail its Train workers at once, not drain them for 30 s
         # (Train would see a "preemption" and retry placement instead of failing).
@@ -212,18 +230,41 @@ def start_ray_node(spec: RayNodeSpec) -> RayNode:
         **({"RAY_API_SERVER_ADDRESS": dashboard_url} if dashboard_url else {}),
         **spec.env,
     }
+    # The agent opens the log and hands the node its descriptor: a sandboxed node writes
+    # it without any access to the agent's (private) log directory.
+    cgroup = confinement.cgroup if confinement else None
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-    node = RayNode(process, spec, address, dashboard_url)
+        try:
+            process = subprocess.Popen(
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+                preexec_fn=confinement.preexec if confinement else None,
+                cwd=confinement.cwd if confinement else None,
+            )
+        except BaseException:
+            release_cgroup(cgroup)
+            raise
+    node = RayNode(process, spec, address, dashboard_url, cgroup)
     _wait_started(node, log_path)
     return node
+
+
+def _confinement(spec: RayNodeSpec) -> Confinement:
+    """Hand the node's temp dir (sessions, sockets, unpacked working_dirs, HOME) and the
+    Ray token, which the raylet must read, to the job user; then confine the start."""
+    assert spec.sandbox is not None
+    if spec.temp_dir is None:
+        raise ValueError("a sandboxed Ray node needs its own temp_dir")
+    require_root(spec.sandbox)
+    give_dir(spec.temp_dir, spec.sandbox)
+    if spec.auth_token_file is not None:
+        os.chown(spec.auth_token_file, spec.sandbox.uid, spec.sandbox.gid)
+    name = spec.labels.get(NODE_LABEL)
+    return confine(spec.sandbox, spec.temp_dir / "home", os.environ, cgroup_name=name)
 
 
 def _wait_started(node: RayNode, log_path: Path) -> None:

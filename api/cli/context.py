@@ -22,7 +22,12 @@ class CliState:
     token: str | None = None
 
     def client(self) -> Client:
-        return Client(self.server or get_settings().server_url, token=self.token)
+        settings = get_settings()
+        return Client(
+            self.server or settings.server_url,
+            token=self.token or settings.client_token(),
+            ca_file=settings.ca_file,
+        )
 
 
 state = CliState()
@@ -32,5 +37,12 @@ ServerOption = typer.Option(
     "--server",
     envvar="COMMONPOOL_SERVER_URL",
     help="API base URL (default: server_url from the config file, else http://127.0.0.1:8765).",
+)
+TokenOption = typer.Option(
+    None,
+    "--token",
+    envvar="COMMONPOOL_TOKEN",
+    help="API token (default: the token file, <state_dir>/admin-token, when it exists).",
+    show_envvar=True,
 )
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")

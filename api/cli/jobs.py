@@ -52,8 +52,12 @@ def submit(
     gpus: int | None = typer.Option(None, min=0, help="GPUs per worker."),
     gpu_type: str | None = typer.Option(None, help="Only nodes with this GPU type."),
     priority: int | None = typer.Option(None, help="Higher runs first."),
-    project: str | None = typer.Option(None, help="Project the job is charged to."),
-    owner: str | None = typer.Option(None, help="Who submits (until tokens name the user)."),
+    project: str | None = typer.Option(
+        None, help="Project the job is charged to (default: your only project)."
+    ),
+    owner: str | None = typer.Option(
+        None, help="Submit on behalf of this user (admins only; default: you)."
+    ),
     arg: list[str] = typer.Option([], "--arg", help="Config for the loop: key=value (repeat)."),
     wait: bool = typer.Option(False, help="Wait for the job to end; exit 1 unless it succeeds."),
     as_json: bool = JsonOption,

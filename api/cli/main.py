@@ -16,8 +16,8 @@ from commonpool.scheduler.domain.errors import CommonpoolError
 from commonpool.scheduler.simulate.cli import simulate_command
 
 from ..client.errors import ConnectionFailed
-from . import agent, compress, jobs, nodes, server, up
-from .context import EXIT_API_PROBLEM, EXIT_CONNECTION, ServerOption, state
+from . import admin, agent, compress, jobs, nodes, server, up
+from .context import EXIT_API_PROBLEM, EXIT_CONNECTION, ServerOption, TokenOption, state
 from .render import err_console
 
 app = typer.Typer(
@@ -30,8 +30,9 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root(server_url: str | None = ServerOption) -> None:
+def _root(server_url: str | None = ServerOption, token: str | None = TokenOption) -> None:
     state.server = server_url
+    state.token = token
 
 
 @app.command()
@@ -42,15 +43,17 @@ def version() -> None:
 
 for command in (jobs.submit, jobs.jobs, jobs.job, jobs.logs, jobs.cancel):
     app.command(rich_help_panel="Jobs")(command)
-for command in (nodes.nodes, nodes.drain, nodes.cordon, nodes.uncordon, nodes.pool):
+for command in (nodes.nodes, nodes.drain, nodes.cordon, nodes.uncordon, nodes.revoke, nodes.pool):
     app.command(rich_help_panel="Pool")(command)
 app.command("enroll-token", rich_help_panel="Pool")(nodes.enroll_token)
 for command in (server.server, server.scheduler):
     app.command(rich_help_panel="Processes")(command)
-app.command("agent", rich_help_panel="Processes")(agent.agent)
+app.add_typer(agent.agent_app, name="agent", rich_help_panel="Processes")
 app.command("up", rich_help_panel="Processes")(up.up)
 app.command("demo", rich_help_panel="Processes")(up.demo)
 app.add_typer(server.db_app, name="db", rich_help_panel="Processes")
+app.add_typer(admin.admin_app, name="admin", rich_help_panel="Pool")
+app.command("whoami", rich_help_panel="Pool")(admin.whoami)
 app.command("simulate", rich_help_panel="Research")(simulate_command)
 app.command("compress", rich_help_panel="Research")(compress.compress)
 

@@ -1,4 +1,4 @@
-"""Pool admin commands on nodes: nodes, drain, cordon, uncordon, enroll-token, pool."""
+"""Pool admin commands on nodes: nodes, drain, cordon, uncordon, revoke, enroll-token, pool."""
 
 from __future__ import annotations
 
@@ -70,6 +70,19 @@ def uncordon(
     """Make a drained or cordoned node schedulable again."""
     with state.client() as client:
         node = client.uncordon_node(node_id)
+    render.print_json(node) if as_json else render.console.print(
+        f"{node.id} {render.state(node.state)}"
+    )
+
+
+def revoke(
+    node_id: str = typer.Argument(..., help="Node id."),
+    reason: str | None = typer.Option(None, help="Why (kept in the audit log)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Revoke a node for good: its credential is refused, its jobs are requeued elsewhere."""
+    with state.client() as client:
+        node = client.revoke_node(node_id, reason)
     render.print_json(node) if as_json else render.console.print(
         f"{node.id} {render.state(node.state)}"
     )

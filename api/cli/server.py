@@ -53,19 +53,24 @@ def open_database(settings: Settings) -> Database:
 
 def build_loop(settings: Settings, db: Database, policy: str | None = None) -> SchedulerLoop:
     from commonpool.scheduler.carbon.forecast_cache import forecasts_for_policy
+    from commonpool.scheduler.logs import get_logger
     from commonpool.scheduler.loop import SchedulerLoop
     from commonpool.scheduler.policy import make_policy
+    from commonpool.scheduler.services.preemption import RequeueBackoff
+
+    log = get_logger("scheduler")
 
     def log_error(exc: Exception) -> None:
-        render.err_console.print(f"[yellow]scheduler step failed[/]: {exc}")
+        log.warning("scheduler.step_failed", error=f"{type(exc).__name__}: {exc}")
 
     return SchedulerLoop(
         db,
-        make_policy(policy or settings.policy),
+        make_policy(policy or settings.policy, grow_after_s=settings.elastic_grow_after_s),
         interval_s=settings.scheduler_interval_s,
         on_error=log_error,
         launcher=build_launcher(settings, db),
         forecasts=forecasts_for_policy(policy or settings.policy),
+        backoff=RequeueBackoff.of(settings),
     )
 
 
@@ -77,6 +82,8 @@ def build_launcher(settings: Settings, db: Database) -> Launcher | None:
     as a process on this machine, with its records under `runs_dir` (tests and
     small single-machine pools; see `workers/runner/local_runs.py`).
     """
+    from commonpool.scheduler.services.preemption import RequeueBackoff
+
     if settings.runner != "ray":
         from commonpool.scheduler.launcher import Launcher
         from commonpool.workers.runner.local_runs import LocalRunsRunner, command_for
@@ -85,7 +92,14 @@ def build_launcher(settings: Settings, db: Database) -> Launcher | None:
             settings.runs_dir or settings.state_dir / "runs", command_for(settings.runner)
         )
         # Polling a local run is a few file reads: poll every step.
-        return Launcher(db, local, server_url=settings.server_url, poll_interval_s=0.0)
+        return Launcher(
+            db,
+            local,
+            server_url=settings.server_url,
+            poll_interval_s=0.0,
+            log_max_bytes=settings.job_log_max_bytes,
+            backoff=RequeueBackoff.of(settings),
+        )
     if not settings.ray_dashboard_url:
         render.err_console.print(
             "[yellow]no ray_dashboard_url configured: jobs will be placed but not launched[/]"
@@ -99,7 +113,34 @@ def build_launcher(settings: Settings, db: Database) -> Launcher | None:
         default_storage(settings.state_dir),
         auth_token=settings.ray_auth_token,
     )
-    return Launcher(db, runner, server_url=settings.server_url)
+    return Launcher(
+        db,
+        runner,
+        server_url=settings.server_url,
+        log_max_bytes=settings.job_log_max_bytes,
+        ca_pem=settings.ca_file.read_text() if settings.ca_file else None,
+        backoff=RequeueBackoff.of(settings),
+    )
+
+
+def _configure_logging(settings: Settings) -> None:
+    from commonpool.scheduler.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+
+
+def announce_bootstrap(settings: Settings, db: Database) -> None:
+    """On a pool without an admin, create one and print its token this once."""
+    from ..bootstrap import bootstrap
+
+    secret = bootstrap(db, settings.resolved_token_file)
+    if secret is None:
+        return
+    render.err_console.print(
+        "[bold]first start: created user 'admin' and project 'default'.[/]\n"
+        f"admin token (shown once; also saved to {settings.resolved_token_file}, mode 0600):"
+    )
+    print(secret, flush=True)
 
 
 def server(
@@ -115,7 +156,9 @@ def server(
     from ..app import create_app
 
     settings = get_settings()
+    _configure_logging(settings)
     db = open_database(settings)
+    announce_bootstrap(settings, db)
     loop = build_loop(settings, db) if with_scheduler else None
     from commonpool.scheduler.store.singleton import SchedulerLock
 
@@ -126,8 +169,13 @@ def server(
     if loop is not None:
         loop.after_step = app.state.metrics.observe_step  # decision latency on /metrics
         threading.Thread(target=loop.run_forever, name="scheduler", daemon=True).start()
+    tls = settings.tls_cert_file is not None
+    if tls != (settings.tls_key_file is not None):
+        render.err_console.print("[red]set both tls_cert_file and tls_key_file, or neither[/]")
+        raise typer.Exit(2)
+    scheme = "https" if tls else "http"
     render.err_console.print(
-        f"commonpool API on http://{host or settings.host}:{port or settings.port}"
+        f"commonpool API on {scheme}://{host or settings.host}:{port or settings.port}"
         f" ({_redact(settings.resolved_database_url)})"
     )
     uvicorn.run(
@@ -136,6 +184,8 @@ def server(
         port=port or settings.port,
         log_level="warning",
         access_log=False,
+        ssl_certfile=str(settings.tls_cert_file) if tls else None,
+        ssl_keyfile=str(settings.tls_key_file) if tls else None,
     )
     if loop is not None:
         loop.stop()
@@ -148,6 +198,7 @@ def scheduler(
 ) -> None:
     """Run the scheduling loop against the registry."""
     settings = get_settings()
+    _configure_logging(settings)
     db = open_database(settings)
     loop = build_loop(settings, db, policy)
     from commonpool.scheduler.store.singleton import SchedulerLock

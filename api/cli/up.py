@@ -12,7 +12,7 @@ from types import FrameType
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from commonpool.scheduler.config import default_state_dir
+from commonpool.scheduler.config import default_state_dir, get_settings
 from commonpool.scheduler.domain.states import JobState
 from commonpool.scheduler.spec import JobSpec
 
@@ -28,8 +28,18 @@ def up(
     agents: int = typer.Option(2, min=0, max=16, help="Local agents (each its own Ray node)."),
     cpus: float = typer.Option(1.0, min=0.1, help="CPUs each local agent shares."),
     port: int | None = typer.Option(None, min=1, max=65535, help="API port (default: free)."),
+    host: str = typer.Option(
+        "127.0.0.1",
+        help="Address the API and the Ray head bind and advertise; a private address lets "
+        "agents on other machines join (never expose Ray's ports to the internet).",
+    ),
     state_dir: Path | None = typer.Option(None, help="Where the SQLite file and logs live."),
     policy: str = typer.Option("fifo", help="Placement policy."),
+    job_user: str | None = typer.Option(
+        None,
+        "--job-user",
+        help="Agents run jobs as this unprivileged user (needs root; see docs/security.md).",
+    ),
 ) -> None:
     """Run API + scheduler + Ray head + N local agents until Ctrl-C."""
     from ..local_pool import LocalPool
@@ -47,9 +57,13 @@ def up(
         cpus_per_agent=cpus,
         port=port,
         policy=policy,
+        token_file=get_settings().resolved_token_file,
+        job_user=job_user,
+        host=host,
     ) as pool:
         render.console.print(
             f"pool up at [bold]{pool.url}[/] with {agents} agents; "
+            f"admin token in {pool.token_file} (the CLI on this machine uses it); "
             f"try: commonpool --server {pool.url} nodes"
         )
         stop.wait()
@@ -66,7 +80,7 @@ def demo(
 
     state = Path(tempfile.mkdtemp(prefix="commonpool-demo-"))
     started = time.monotonic()
-    with LocalPool(state, agents=agents, cpus_per_agent=1.0) as pool, Client(pool.url) as client:
+    with LocalPool(state, agents=agents, cpus_per_agent=1.0) as pool, pool.client() as client:
         spec = JobSpec(
             name="digits-mlp",
             entrypoint=DEMO_ENTRYPOINT,

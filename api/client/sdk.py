@@ -7,8 +7,11 @@ as the domain's exception classes (see `errors.py`).
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -18,6 +21,7 @@ from commonpool.scheduler.domain.states import JobState
 
 from ..schemas import (
     AllocationRead,
+    AuditRead,
     EnergyReportIn,
     EnrollmentTokenRead,
     EventRead,
@@ -26,13 +30,24 @@ from ..schemas import (
     JobRead,
     JobSpec,
     LogLineRead,
+    MemberRead,
     MetricRead,
     NodeEnroll,
     NodeEnrolled,
     NodeRead,
     Page,
+    PoolFairnessRead,
     PoolSummaryRead,
+    PoolUsageRead,
+    ProjectCreate,
+    ProjectRead,
+    QuotaFields,
     RayClusterInfo,
+    TokenCreate,
+    TokenCreated,
+    TokenRead,
+    UserRead,
+    WhoAmI,
 )
 from .errors import ConnectionFailed, error_from_problem
 
@@ -54,11 +69,20 @@ class Client:
         token: str | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        ca_file: str | Path | None = None,
     ) -> None:
+        """`ca_file`: verify an https server against this CA bundle instead of the system's."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
+        verify: ssl.SSLContext | bool = True
+        if ca_file is not None:
+            verify = ssl.create_default_context(cafile=str(ca_file))
         self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            verify=verify,
         )
 
     def close(self) -> None:
@@ -243,14 +267,88 @@ class Client:
     def get_node(self, node_id: str) -> NodeRead:
         return self._get(f"{API}/nodes/{node_id}", NodeRead)
 
-    def drain_node(self, node_id: str, reason: str | None = None) -> NodeRead:
-        return self._post(f"{API}/nodes/{node_id}/drain", NodeRead, {"reason": reason})
+    def drain_node(
+        self, node_id: str, reason: str | None = None, *, token: str | None = None
+    ) -> NodeRead:
+        """Drain a node: an admin's call, or its own agent's (`token` = node credential)."""
+        headers = _bearer(token) if token else None
+        response = self._request(
+            "POST", f"{API}/nodes/{node_id}/drain", json={"reason": reason}, headers=headers
+        )
+        return NodeRead.model_validate(response.json())
 
     def cordon_node(self, node_id: str, reason: str | None = None) -> NodeRead:
         return self._post(f"{API}/nodes/{node_id}/cordon", NodeRead, {"reason": reason})
 
     def uncordon_node(self, node_id: str) -> NodeRead:
         return self._post(f"{API}/nodes/{node_id}/uncordon", NodeRead)
+
+    def revoke_node(self, node_id: str, reason: str | None = None) -> NodeRead:
+        return self._post(f"{API}/nodes/{node_id}/revoke", NodeRead, {"reason": reason})
+
+    # -- identity ----------------------------------------------------------
+    def whoami(self) -> WhoAmI:
+        return self._get(f"{API}/whoami", WhoAmI)
+
+    def create_user(self, name: str, *, admin: bool = False) -> UserRead:
+        return self._post(f"{API}/admin/users", UserRead, {"name": name, "admin": admin})
+
+    def list_users(self) -> list[UserRead]:
+        return self._get_list(f"{API}/admin/users", UserRead)
+
+    def create_project(self, body: ProjectCreate) -> ProjectRead:
+        return self._post(f"{API}/admin/projects", ProjectRead, body.model_dump(mode="json"))
+
+    def list_projects(self) -> list[ProjectRead]:
+        return self._get_list(f"{API}/projects", ProjectRead)
+
+    def set_quota(self, project: str, quota: QuotaFields) -> ProjectRead:
+        response = self._request(
+            "PUT", f"{API}/admin/projects/{project}/quota", json=quota.model_dump(mode="json")
+        )
+        return ProjectRead.model_validate(response.json())
+
+    def set_member(self, project: str, user: str, role: str = "member") -> MemberRead:
+        response = self._request(
+            "PUT", f"{API}/projects/{project}/members/{user}", json={"role": role}
+        )
+        return MemberRead.model_validate(response.json())
+
+    def remove_member(self, project: str, user: str) -> None:
+        self._request("DELETE", f"{API}/projects/{project}/members/{user}")
+
+    def list_members(self, project: str) -> list[MemberRead]:
+        return self._get_list(f"{API}/projects/{project}/members", MemberRead)
+
+    def create_token(self, body: TokenCreate) -> TokenCreated:
+        return self._post(f"{API}/admin/tokens", TokenCreated, body.model_dump(mode="json"))
+
+    def list_tokens(self, user: str | None = None) -> list[TokenRead]:
+        params = {"user": user} if user else {}
+        return self._get_list(f"{API}/admin/tokens", TokenRead, params=params)
+
+    def revoke_token(self, token_id: str) -> TokenRead:
+        return self._post(f"{API}/admin/tokens/{token_id}/revoke", TokenRead)
+
+    def audit_page(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[AuditRead]:
+        params: dict[str, Any] = {"limit": limit}
+        for key, value in (
+            ("actor", actor),
+            ("action", action),
+            ("target", target),
+            ("cursor", cursor),
+        ):
+            if value:
+                params[key] = value
+        return self._get(f"{API}/admin/audit", Page[AuditRead], params=params)
 
     # -- pool -------------------------------------------------------------
     def pool_summary(self) -> PoolSummaryRead:
@@ -262,3 +360,12 @@ class Client:
         except Exception:
             return False
         return True
+
+    def pool_fairness(self) -> PoolFairnessRead:
+        """Per project: weight and entitled share vs usage share, energy used, donor credits."""
+        return self._get(f"{API}/pool/fairness", PoolFairnessRead)
+
+    def pool_usage(self, since: datetime | None = None) -> PoolUsageRead:
+        """Resources by type, per-node holdings and power now; jobs' energy since `since`."""
+        params = {"since": since.isoformat()} if since is not None else {}
+        return self._get(f"{API}/pool/usage", PoolUsageRead, params=params)

@@ -6,10 +6,12 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
+from ..authz import METRICS, authorize
+
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, dependencies=[authorize(METRICS)])
 async def metrics(request: Request) -> Response:
     """Read on scrape; the DB queries run in the thread pool, off the event loop."""
     body = await run_in_threadpool(request.app.state.metrics.render)

@@ -77,6 +77,20 @@ class QuotaExceeded(Forbidden):
     title = "Quota exceeded"
 
 
+class QueueQuotaExceeded(CommonpoolError):
+    """The project has as many jobs waiting as its quota allows; retry when some start."""
+
+    code = "queue-quota-exceeded"
+    title = "Too many queued jobs"
+
+
+class RateLimited(CommonpoolError):
+    """Too many requests from one credential; `retry_after_s` says when to try again."""
+
+    code = "rate-limited"
+    title = "Too many requests"
+
+
 class Unavailable(CommonpoolError):
     """A dependency (the database, Ray) cannot be reached right now."""
 
@@ -94,5 +108,7 @@ ALL_ERRORS: tuple[type[CommonpoolError], ...] = (
     Unauthorized,
     Forbidden,
     QuotaExceeded,
+    QueueQuotaExceeded,
+    RateLimited,
     Unavailable,
 )

@@ -40,6 +40,7 @@ class NodeState(StrEnum):
     CORDONED = "CORDONED"
     OFFLINE = "OFFLINE"
     LOST = "LOST"
+    REVOKED = "REVOKED"
 
     @property
     def schedulable(self) -> bool:
@@ -63,14 +64,16 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 
 _N = NodeState
 NODE_TRANSITIONS: dict[NodeState, frozenset[NodeState]] = {
-    _N.ENROLLED: frozenset({_N.ONLINE, _N.OFFLINE, _N.LOST}),
-    _N.ONLINE: frozenset({_N.DRAINING, _N.CORDONED, _N.OFFLINE, _N.LOST}),
-    _N.DRAINING: frozenset({_N.ONLINE, _N.CORDONED, _N.OFFLINE, _N.LOST}),
-    _N.CORDONED: frozenset({_N.ONLINE, _N.DRAINING, _N.OFFLINE, _N.LOST}),
+    _N.ENROLLED: frozenset({_N.ONLINE, _N.OFFLINE, _N.LOST, _N.REVOKED}),
+    _N.ONLINE: frozenset({_N.DRAINING, _N.CORDONED, _N.OFFLINE, _N.LOST, _N.REVOKED}),
+    _N.DRAINING: frozenset({_N.ONLINE, _N.CORDONED, _N.OFFLINE, _N.LOST, _N.REVOKED}),
+    _N.CORDONED: frozenset({_N.ONLINE, _N.DRAINING, _N.OFFLINE, _N.LOST, _N.REVOKED}),
     # A node that left or was lost may come back: its agent heartbeats again
     # under a new lease epoch, so stale writes from before stay fenced.
-    _N.OFFLINE: frozenset({_N.ONLINE}),
-    _N.LOST: frozenset({_N.ONLINE, _N.OFFLINE}),
+    _N.OFFLINE: frozenset({_N.ONLINE, _N.REVOKED}),
+    _N.LOST: frozenset({_N.ONLINE, _N.OFFLINE, _N.REVOKED}),
+    # An admin revoked the node's identity: its credential is refused for good.
+    _N.REVOKED: frozenset(),
 }
 
 

@@ -109,7 +109,9 @@ class CarbonPolicy:
     ) -> None:
         from .registry import make_policy  # the registry imports this module
 
-        self.base = make_policy(base, **base_options) if isinstance(base, str) else base
+        self.base = (
+            make_policy(base, grow_after_s=None, **base_options) if isinstance(base, str) else base
+        )
         self.name = f"{self.base.name}+carbon"
         self.min_gain = min_gain
         self.safety = safety

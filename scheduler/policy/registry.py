@@ -16,6 +16,7 @@ from typing import Any
 from .backfill import BackfillPolicy
 from .base import Policy
 from .carbon import CarbonPolicy
+from .elastic import GROW_AFTER_S, ElasticGrowth
 from .fair import FairPolicy
 from .fifo import FifoPolicy
 from .hetero import HeteroPolicy
@@ -32,7 +33,9 @@ _BASES: dict[str, Factory] = {
 HETERO_SUFFIX = "+hetero"
 CARBON_SUFFIX = "+carbon"
 POLICY_NAMES: tuple[str, ...] = (
-    *_BASES, "hetero", *(f"{b}{HETERO_SUFFIX}" for b in _BASES if b != "las"),
+    *_BASES,
+    "hetero",
+    *(f"{b}{HETERO_SUFFIX}" for b in _BASES if b != "las"),
 )
 
 
@@ -40,8 +43,10 @@ class UnknownPolicyError(ValueError):
     """The name is not a registered policy; the message lists the valid ones."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"unknown policy {name!r}; valid: {', '.join(POLICY_NAMES)} "
-                         f"(each also as NAME{CARBON_SUFFIX})")
+        super().__init__(
+            f"unknown policy {name!r}; valid: {', '.join(POLICY_NAMES)} "
+            f"(each also as NAME{CARBON_SUFFIX})"
+        )
         self.name = name
 
 
@@ -53,13 +58,19 @@ def make_base(name: str, **options: Any) -> Policy:
     return factory(**options)
 
 
-def make_policy(name: str, **options: Any) -> Policy:
+def make_policy(name: str, *, grow_after_s: float | None = GROW_AFTER_S, **options: Any) -> Policy:
     """Build a policy by name; options go to its constructor (unknown ones raise TypeError).
 
     For ``X+hetero`` the ``throughputs`` option goes to the hetero layer, the rest to ``X``.
     For ``X+carbon`` the carbon layer's options (``CarbonPolicy``) are taken, the rest go to
-    ``X``.
+    ``X``. Every policy regrows elastic jobs (``elastic.ElasticGrowth``) after
+    ``grow_after_s``; None leaves that layer out (as for a layer's own base policy).
     """
+    policy = _make(name, **options)
+    return policy if grow_after_s is None else ElasticGrowth(policy, grow_after_s)
+
+
+def _make(name: str, **options: Any) -> Policy:
     key = name.strip().lower()
     if key == "carbon":
         key = f"las{CARBON_SUFFIX}"

@@ -5,27 +5,44 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ..domain.errors import NotFound, StaleLease
+from ..domain.errors import NotFound, QueueQuotaExceeded, QuotaExceeded, StaleLease
 from ..domain.ids import new_id
 from ..domain.states import JobState
 from ..spec import JobSpec
-from ..store.models import Allocation, Job, JobEvent, JobLogLine, JobMetric, utcnow
+from ..store.models import Allocation, Job, JobEvent, JobLogLine, JobMetric, Project, utcnow
 from ..store.transitions import transition_job
+from . import audit
+from .accounts import DEFAULT_PROJECT, get_project
 from .pagination import Page
 
 MAX_LOG_LINE_CHARS = 10_000
+LOG_TRUNCATED = "[commonpool: log size cap reached; later lines are dropped]"
 
 
-def submit_job(session: Session, spec: JobSpec, *, actor: str) -> Job:
-    """Insert a QUEUED job and its first event."""
+def submit_job(
+    session: Session, spec: JobSpec, *, actor: str, require_project: bool = False
+) -> Job:
+    """Insert a QUEUED job and its first event, within the project's quotas.
+
+    `require_project`: the project must exist (the API's rule); direct
+    callers (simulations, tests) may charge projects that have no row.
+    """
+    project_name = spec.project or DEFAULT_PROJECT
+    project = (
+        get_project(session, project_name, for_update=True)
+        if require_project
+        else session.scalar(select(Project).where(Project.name == project_name).with_for_update())
+    )
+    if project is not None:
+        check_submit_quota(session, project, spec)
     job = Job(
         id=new_id("job"),
         name=spec.name,
-        owner=spec.owner,
-        project=spec.project,
+        owner=spec.owner or "anonymous",
+        project=project_name,
         priority=spec.priority,
         state=JobState.QUEUED.value,
         entrypoint=spec.entrypoint,
@@ -58,7 +75,44 @@ def submit_job(session: Session, spec: JobSpec, *, actor: str) -> Job:
         )
     )
     session.flush()
+    audit.record(session, actor, "job.submit", job.id, project=project_name)
     return job
+
+
+def check_submit_quota(session: Session, project: Project, spec: JobSpec) -> None:
+    """Refuse, before anything is written, a job the project's quotas forbid.
+
+    A job larger than the project's CPU/GPU quota could never start (403); a
+    full queue is temporary (429). The project row is locked by the caller,
+    so concurrent submits cannot both take the last queue slot.
+    """
+    need_cpus = spec.workers.min * spec.resources.cpus
+    need_gpus = spec.workers.min * spec.resources.gpus
+    if project.max_cpus is not None and need_cpus > project.max_cpus:
+        raise QuotaExceeded(
+            f"the job needs {need_cpus:g} CPUs; project {project.name!r} may hold "
+            f"at most {project.max_cpus:g}",
+            project=project.name,
+        )
+    if project.max_gpus is not None and need_gpus > project.max_gpus:
+        raise QuotaExceeded(
+            f"the job needs {need_gpus} GPUs; project {project.name!r} may hold "
+            f"at most {project.max_gpus}",
+            project=project.name,
+        )
+    if project.max_queued_jobs is not None:
+        queued = session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.project == project.name, Job.state == JobState.QUEUED.value)
+        )
+        if (queued or 0) >= project.max_queued_jobs:
+            raise QueueQuotaExceeded(
+                f"project {project.name!r} already has {queued} queued jobs "
+                f"(quota {project.max_queued_jobs}); retry when some have started",
+                project=project.name,
+                retry_after_s=30,
+            )
 
 
 def get_job(session: Session, job_id: str) -> Job:
@@ -74,10 +128,14 @@ def list_jobs(
     states: Sequence[JobState] = (),
     owner: str | None = None,
     project: str | None = None,
+    visible_projects: frozenset[str] | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> Page[Job]:
-    """Newest first; `cursor` is the id of the last job of the previous page."""
+    """Newest first; `cursor` is the id of the last job of the previous page.
+
+    `visible_projects` (None: all) confines the listing to the caller's projects.
+    """
     stmt = select(Job).order_by(Job.id.desc()).limit(limit + 1)
     if states:
         stmt = stmt.where(Job.state.in_([s.value for s in states]))
@@ -85,6 +143,8 @@ def list_jobs(
         stmt = stmt.where(Job.owner == owner)
     if project:
         stmt = stmt.where(Job.project == project)
+    if visible_projects is not None:
+        stmt = stmt.where(Job.project.in_(sorted(visible_projects)))
     if cursor:
         stmt = stmt.where(Job.id < cursor)
     rows = list(session.scalars(stmt))
@@ -105,7 +165,9 @@ def cancel_job(session: Session, job_id: str, *, actor: str, reason: str | None 
         exit_reason=reason or "cancelled by user",
     )
     release_allocations(session, job_id)
-    return get_job(session, job_id)
+    job = get_job(session, job_id)
+    audit.record(session, actor, "job.cancel", job_id, project=job.project, reason=reason)
+    return job
 
 
 def release_allocations(session: Session, job_id: str) -> int:
@@ -135,14 +197,31 @@ def list_allocations(
     return list(session.scalars(stmt.order_by(Allocation.attempt, Allocation.rank)))
 
 
-def append_logs(session: Session, job_id: str, lines: Iterable[tuple[str, str]]) -> int:
-    """Store (stream, line) pairs; over-long lines are cut, not refused."""
-    get_job(session, job_id)
-    rows = [
-        JobLogLine(job_id=job_id, stream=stream, line=line[:MAX_LOG_LINE_CHARS])
-        for stream, line in lines
-    ]
+def append_logs(
+    session: Session, job_id: str, lines: Iterable[tuple[str, str]], *, max_bytes: int = 0
+) -> int:
+    """Store (stream, line) pairs; over-long lines are cut, not refused.
+
+    `max_bytes` (0: no cap) bounds what one job may store in all: past it,
+    one marker line is kept and the rest dropped, so a chatty or hostile job
+    cannot fill the registry. Returns how many lines were stored.
+    """
+    job = get_job(session, job_id)
+    used = job.log_bytes or 0
+    if max_bytes and used >= max_bytes:
+        return 0
+    rows: list[JobLogLine] = []
+    for stream, line in lines:
+        text = line[:MAX_LOG_LINE_CHARS]
+        size = len(text.encode("utf-8", "replace"))
+        if max_bytes and used + size > max_bytes:
+            rows.append(JobLogLine(job_id=job_id, stream="system", line=LOG_TRUNCATED))
+            used = max_bytes
+            break
+        rows.append(JobLogLine(job_id=job_id, stream=stream, line=text))
+        used += size
     session.add_all(rows)
+    job.log_bytes = used
     return len(rows)
 
 

@@ -9,12 +9,13 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..domain.errors import Forbidden, NotFound, StaleLease, Unauthorized
+from ..domain.errors import Forbidden, NotFound, StaleLease
 from ..domain.ids import new_id
 from ..domain.states import NodeState
 from ..store.models import Allocation, EnrollmentToken, Node, utcnow
 from ..store.transitions import transition_node
-from .preemption import jobs_on_node, preempt_job
+from . import audit
+from .preemption import RequeueBackoff, jobs_on_node, preempt_job
 from .secrets import hash_secret, new_secret
 
 
@@ -35,7 +36,9 @@ class NodeRegistration:
     pue: float = 1.0
 
 
-def create_enrollment_token(session: Session, *, ttl: timedelta) -> tuple[str, EnrollmentToken]:
+def create_enrollment_token(
+    session: Session, *, ttl: timedelta, actor: str = "admin"
+) -> tuple[str, EnrollmentToken]:
     """A single-use token; the clear value is returned once and never stored."""
     secret = new_secret("cpe")
     row = EnrollmentToken(
@@ -43,6 +46,9 @@ def create_enrollment_token(session: Session, *, ttl: timedelta) -> tuple[str, E
     )
     session.add(row)
     session.flush()
+    audit.record(
+        session, actor, "enrollment-token.create", row.id, expires_at=row.expires_at.isoformat()
+    )
     return secret, row
 
 
@@ -93,14 +99,17 @@ def enroll_node(session: Session, token: str, reg: NodeRegistration) -> tuple[No
         .values(node_id=node_id)
         .execution_options(synchronize_session=False)
     )
+    audit.record(
+        session,
+        f"agent:{node_id}",
+        "node.enroll",
+        node_id,
+        project=reg.donor_project,
+        name=reg.name,
+        cpus=reg.cpus,
+        gpus=reg.gpus,
+    )
     return node, credential
-
-
-def authenticate_node(session: Session, credential: str) -> Node:
-    node = session.scalar(select(Node).where(Node.credential_hash == hash_secret(credential)))
-    if node is None:
-        raise Unauthorized("unknown node credential")
-    return node
 
 
 def heartbeat(
@@ -157,20 +166,53 @@ def list_nodes(session: Session, *, states: tuple[NodeState, ...] = ()) -> list[
 def drain_node(session: Session, node_id: str, *, actor: str, reason: str | None = None) -> Node:
     """No new work; running jobs finish (or, per the reliability issue, checkpoint and move)."""
     transition_node(session, node_id, NodeState.DRAINING, actor=actor, reason=reason or "drain")
+    audit.record(session, actor, "node.drain", node_id, reason=reason)
     return get_node(session, node_id)
 
 
 def cordon_node(session: Session, node_id: str, *, actor: str, reason: str | None = None) -> Node:
     transition_node(session, node_id, NodeState.CORDONED, actor=actor, reason=reason or "cordon")
+    audit.record(session, actor, "node.cordon", node_id, reason=reason)
     return get_node(session, node_id)
 
 
 def uncordon_node(session: Session, node_id: str, *, actor: str) -> Node:
     transition_node(session, node_id, NodeState.ONLINE, actor=actor, reason="uncordon")
+    audit.record(session, actor, "node.uncordon", node_id)
     return get_node(session, node_id)
 
 
-def expire_leases(session: Session, *, now: datetime | None = None) -> list[str]:
+def revoke_node(
+    session: Session,
+    node_id: str,
+    *,
+    actor: str,
+    reason: str,
+    backoff: RequeueBackoff = RequeueBackoff(),
+) -> Node:
+    """Refuse the node's credential from now on; its jobs are preempted and requeued.
+
+    The epoch moves too, so anything its agent still sends is fenced even
+    before the credential check.
+    """
+    transition_node(
+        session,
+        node_id,
+        NodeState.REVOKED,
+        actor=actor,
+        reason=reason,
+        lease_epoch=Node.lease_epoch + 1,
+    )
+    requeued = preempt_jobs_on_node(
+        session, node_id, reason=f"node revoked ({reason})", backoff=backoff
+    )
+    audit.record(session, actor, "node.revoke", node_id, reason=reason, requeued=requeued)
+    return get_node(session, node_id)
+
+
+def expire_leases(
+    session: Session, *, now: datetime | None = None, backoff: RequeueBackoff = RequeueBackoff()
+) -> list[str]:
     """Mark nodes whose lease ran out LOST (epoch + 1) and preempt their jobs."""
     now = now or utcnow()
     expired = list(
@@ -188,11 +230,13 @@ def expire_leases(session: Session, *, now: datetime | None = None) -> list[str]
         )
     )
     for node_id in expired:
-        lose_node(session, node_id, reason="lease expired")
+        lose_node(session, node_id, reason="lease expired", backoff=backoff)
     return expired
 
 
-def lose_node(session: Session, node_id: str, *, reason: str) -> list[str]:
+def lose_node(
+    session: Session, node_id: str, *, reason: str, backoff: RequeueBackoff = RequeueBackoff()
+) -> list[str]:
     """LOST with a new lease epoch (fencing the old agent), its jobs preempted; their ids."""
     transition_node(
         session,
@@ -202,21 +246,17 @@ def lose_node(session: Session, node_id: str, *, reason: str) -> list[str]:
         reason=reason,
         lease_epoch=Node.lease_epoch + 1,
     )
-    return preempt_jobs_on_node(session, node_id, reason=f"node lost ({reason})")
+    return preempt_jobs_on_node(session, node_id, reason=f"node lost ({reason})", backoff=backoff)
 
 
-def preempt_jobs_on_node(session: Session, node_id: str, *, reason: str) -> list[str]:
+def preempt_jobs_on_node(
+    session: Session, node_id: str, *, reason: str, backoff: RequeueBackoff = RequeueBackoff()
+) -> list[str]:
     """Every job holding allocations on the node: preempted, requeued (or failed)."""
     job_ids = jobs_on_node(session, node_id)
     for job_id in job_ids:
-        preempt_job(session, job_id, reason=reason)
+        preempt_job(session, job_id, reason=reason, backoff=backoff)
     return job_ids
-
-
-def ensure_same_node(node: Node, node_id: str) -> None:
-    """An agent may act only for the node its credential names."""
-    if node.id != node_id:
-        raise Forbidden(f"this credential belongs to node {node.id}, not {node_id}")
 
 
 def active_allocations(session: Session, node_id: str) -> list[Allocation]:
@@ -230,9 +270,11 @@ def active_allocations(session: Session, node_id: str) -> list[Allocation]:
     )
 
 
-def leave_pool(session: Session, node: Node, *, reason: str) -> Node:
+def leave_pool(
+    session: Session, node: Node, *, reason: str, backoff: RequeueBackoff = RequeueBackoff()
+) -> Node:
     """The agent leaves: jobs still on the node are preempted (requeued), the node goes OFFLINE."""
-    preempt_jobs_on_node(session, node.id, reason=reason)
+    preempt_jobs_on_node(session, node.id, reason=reason, backoff=backoff)
     transition_node(session, node.id, NodeState.OFFLINE, actor=f"agent:{node.id}", reason=reason)
     session.refresh(node)
     return node

@@ -75,24 +75,105 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
-    """A researcher or admin. Placeholder until the security issue adds tokens and roles."""
+    """A researcher or a pool admin; API tokens and project memberships hang off it."""
 
     __tablename__ = "users"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Project(Base):
-    """A group that owns jobs and donates nodes; `weight` is its fair-share weight."""
+    """A group that owns jobs and donates nodes; `weight` is its fair-share weight.
+
+    Quotas are NULL when unlimited: `max_cpus`/`max_gpus` bound what the
+    project's jobs hold at once, `max_queued_jobs` how many may wait.
+    """
 
     __tablename__ = "projects"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     weight: Mapped[float] = mapped_column(Float, default=1.0)
+    max_cpus: Mapped[float | None] = mapped_column(Float)
+    max_gpus: Mapped[int | None] = mapped_column(Integer)
+    max_queued_jobs: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
-    __table_args__ = (CheckConstraint("weight > 0", name="weight_positive"),)
+    __table_args__ = (
+        CheckConstraint("weight > 0", name="weight_positive"),
+        CheckConstraint(
+            "(max_cpus IS NULL OR max_cpus >= 0) AND (max_gpus IS NULL OR max_gpus >= 0)"
+            " AND (max_queued_jobs IS NULL OR max_queued_jobs >= 0)",
+            name="quotas_nonneg",
+        ),
+    )
+
+
+class Membership(Base):
+    """A user's role in a project: `member` submits and sees; `project-admin` also manages."""
+
+    __tablename__ = "memberships"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        PrimaryKeyConstraint("user_id", "project_id", name="pk_memberships"),
+        CheckConstraint("role IN ('member', 'project-admin')", name="role_valid"),
+        Index("ix_memberships_project", "project_id"),
+    )
+
+
+class ApiToken(Base):
+    """A bearer token: a user's (scoped, expiring, revocable) or one job attempt's.
+
+    Only the SHA-256 of the secret is kept (see `services.secrets`). A job
+    token may only report that attempt's metrics and logs, and dies with it.
+    """
+
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(100), default="")
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    job_attempt: Mapped[int | None] = mapped_column(Integer)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('user', 'job')", name="kind_valid"),
+        CheckConstraint(
+            "(kind = 'user' AND user_id IS NOT NULL)"
+            " OR (kind = 'job' AND job_id IS NOT NULL AND job_attempt IS NOT NULL)",
+            name="owner_present",
+        ),
+        Index("ix_api_tokens_user", "user_id"),
+    )
+
+
+class AuditEvent(Base):
+    """Who did what to what: the record admins query (`GET /api/v1/admin/audit`)."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str | None] = mapped_column(String(100))
+    project: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (
+        Index("ix_audit_events_actor", "actor", "id"),
+        Index("ix_audit_events_action", "action", "id"),
+    )
 
 
 class Node(Base):
@@ -172,6 +253,10 @@ class Job(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     # Voluntary checkpoint-and-requeue by the carbon policy; they do not use up attempts.
     carbon_suspensions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Times an elastic job was checkpointed to relaunch at full size (never a failed attempt).
+    regrows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # After a failed attempt the job waits (exponential backoff) before it is placed again.
+    eligible_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     placed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -182,6 +267,7 @@ class Job(Base):
     runner_ref: Mapped[str | None] = mapped_column(String(200))
     checkpoint_uri: Mapped[str | None] = mapped_column(String(1000))
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    log_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __table_args__ = (
         CheckConstraint(_in("state", JobState), name="state_valid"),

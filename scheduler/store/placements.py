@@ -4,7 +4,9 @@ Every placement runs in its own savepoint inside the cycle's transaction:
 the job moves QUEUED -> PLACED by compare-and-set, its allocations are
 inserted, and the nodes' capacity is re-checked in SQL with the node rows
 locked (PostgreSQL), so a stale snapshot or a second scheduler can never
-over-allocate a node. A placement that fails any check is undone alone.
+over-allocate a node. A project with a CPU/GPU quota has its row locked and
+its holdings summed the same way, so no policy and no second scheduler can
+place past the quota either. A placement that fails any check is undone alone.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ..domain.errors import CommonpoolError, Conflict
+from ..domain.errors import CommonpoolError, Conflict, QuotaExceeded
 from ..domain.states import JobState, NodeState
 from ..policy import Placement
-from .models import Allocation, Job, Node, utcnow
+from .models import Allocation, Job, Node, Project, utcnow
 from .transitions import transition_job
 
 
@@ -32,17 +34,50 @@ def apply_placements(
 ) -> ApplyResult:
     placed: list[str] = []
     rejected: dict[str, str] = {}
+    limited = _projects_with_quotas(session) if placements else frozenset()
     for placement in placements:
         try:
             with session.begin_nested():
-                _place(session, placement, actor=actor)
+                project = _place(session, placement, actor=actor)
+                if project in limited:
+                    _check_project_quota(session, project)
             placed.append(placement.job_id)
         except CommonpoolError as exc:
             rejected[placement.job_id] = exc.detail
     return ApplyResult(tuple(placed), rejected)
 
 
-def _place(session: Session, placement: Placement, *, actor: str) -> None:
+def _projects_with_quotas(session: Session) -> frozenset[str]:
+    rows = session.scalars(
+        select(Project.name).where(Project.max_cpus.is_not(None) | Project.max_gpus.is_not(None))
+    )
+    return frozenset(rows)
+
+
+def _check_project_quota(session: Session, project: str) -> None:
+    """What the project's jobs hold, with this placement, stays within its quota."""
+    quota = session.execute(
+        select(Project.max_cpus, Project.max_gpus).where(Project.name == project).with_for_update()
+    ).one()
+    used_cpus, used_gpus = session.execute(
+        select(
+            func.coalesce(func.sum(Allocation.cpus), 0), func.coalesce(func.sum(Allocation.gpus), 0)
+        )
+        .join(Job, Job.id == Allocation.job_id)
+        .where(Job.project == project, Allocation.released_at.is_(None))
+    ).one()
+    if quota.max_cpus is not None and used_cpus > quota.max_cpus + 1e-9:
+        raise QuotaExceeded(
+            f"waiting for project quota: {project!r} may hold {quota.max_cpus:g} CPUs"
+        )
+    if quota.max_gpus is not None and used_gpus > quota.max_gpus:
+        raise QuotaExceeded(
+            f"waiting for project quota: {project!r} may hold {quota.max_gpus} GPUs"
+        )
+
+
+def _place(session: Session, placement: Placement, *, actor: str) -> str:
+    """Place one job; returns its project."""
     node_ids = sorted({w.node_id for w in placement.workers})
     # Lock the nodes in id order (no deadlock between schedulers) before counting.
     session.execute(
@@ -58,7 +93,9 @@ def _place(session: Session, placement: Placement, *, actor: str) -> None:
         placed_at=utcnow(),
         pending_reason=None,
     )
-    attempt = session.scalar(select(Job.attempt).where(Job.id == placement.job_id))
+    attempt, project = session.execute(
+        select(Job.attempt, Job.project).where(Job.id == placement.job_id)
+    ).one()
     session.add_all(
         Allocation(
             job_id=placement.job_id,
@@ -73,6 +110,7 @@ def _place(session: Session, placement: Placement, *, actor: str) -> None:
     )
     session.flush()
     _check_capacity(session, node_ids)
+    return project
 
 
 def _check_capacity(session: Session, node_ids: list[str]) -> None:
@@ -105,8 +143,7 @@ def record_pending_reasons(session: Session, reasons: dict[str, str]) -> int:
     if not reasons:
         return 0
     current = dict(
-        session.execute(select(Job.id, Job.pending_reason).where(Job.id.in_(list(reasons))))
-        .all()
+        session.execute(select(Job.id, Job.pending_reason).where(Job.id.in_(list(reasons)))).all()
     )
     changed = 0
     for job_id, reason in reasons.items():

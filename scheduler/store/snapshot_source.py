@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -84,9 +84,14 @@ def load_snapshot(
                 donor_project=node.donor_project,
             )
         )
+    eligible = datetime.fromtimestamp(now, UTC)
     queued = session.scalars(
         select(Job)
-        .where(Job.state == JobState.QUEUED.value)
+        .where(
+            Job.state == JobState.QUEUED.value,
+            # after a failed attempt a job waits out its requeue backoff (unseen by policies)
+            Job.eligible_at.is_(None) | (Job.eligible_at <= eligible),
+        )
         .order_by(Job.priority.desc(), Job.submitted_at, Job.id)
         .limit(queue_limit)
     ).all()

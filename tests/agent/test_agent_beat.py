@@ -40,12 +40,12 @@ def _measure(agent: Agent, seconds: float) -> Clock:
 
 
 def test_beat_stores_energy_with_pue_and_acknowledges(
-    agent: Agent, live_server: LiveServer
+    agent: Agent, live_server: LiveServer, admin_token: str
 ) -> None:
     _measure(agent, 4.0)
     assert agent.beat() == 0
     assert agent.energy is not None and agent.energy.buffered == 0
-    with Client(live_server.url) as client:
+    with Client(live_server.url, token=admin_token) as client:
         energy = client.pool_summary().energy
     assert energy.total_j == pytest.approx(400.0 * 1.2)  # 4 s x 100 W x the node's PUE
     assert energy.idle_j == pytest.approx(80.0 * 1.2)

@@ -21,8 +21,8 @@ J_PER_KWH = 3.6e6
 
 
 @pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
+def client(app: FastAPI, admin_headers: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(app, headers=admin_headers) as c:
         yield c
 
 

@@ -78,12 +78,22 @@ SPECIFIC: dict[str, list[dict[str, object]]] = {
     "/api/v1/nodes/{node_id}/cordon": [{"reason": {"a": 1}}],
     "/api/v1/nodes/{node_id}/uncordon": [{}],
     "/api/v1/nodes/{node_id}/leave": [{"reason": 12}, {"reason": "x" * 1000}],
+    "/api/v1/nodes/{node_id}/revoke": [{"reason": 12}, {"reason": "x" * 1000}],
+    "/api/v1/admin/users": [{"name": ""}, {"name": "a b"}, {"name": "x", "admin": "maybe"},
+                            {"name": "admin"}],
+    "/api/v1/admin/projects": [{"name": "p", "weight": 0}, {"name": "p", "max_cpus": -1},
+                               {"name": "p", "max_queued_jobs": 1.5}, {"name": "default"}],
+    "/api/v1/admin/tokens": [{"user": "admin", "scopes": []}, {"user": "admin", "scopes": ["root"]},
+                             {"user": "nobody-here"}, {"user": "admin", "ttl_s": 0}],
+    "/api/v1/admin/tokens/{token_id}/revoke": [{}],
 }
+# Routes an agent calls with its node credential; every other route gets the admin token.
+AGENT_ROUTES = {"/api/v1/nodes/{node_id}/heartbeat", "/api/v1/nodes/{node_id}/leave"}
 
 
 @pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
+def client(app: FastAPI, admin_headers: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(app, headers=admin_headers) as c:
         yield c
 
 
@@ -94,9 +104,11 @@ def ids(client: TestClient) -> dict[str, str]:
     enrolled = client.post("/api/v1/nodes/enroll", json={
         "token": token, "name": "n", "cpus": 2, "memory_bytes": 2**30}).json()
     node_id = enrolled["node"]["id"]
-    client.headers["Authorization"] = f"Bearer {enrolled['credential']}"
-    client.post(f"/api/v1/nodes/{node_id}/heartbeat", json={"epoch": 1})
-    return {"job_id": job_id, "node_id": node_id}
+    credential = f"Bearer {enrolled['credential']}"
+    client.post(f"/api/v1/nodes/{node_id}/heartbeat", json={"epoch": 1},
+                headers={"Authorization": credential})
+    # Revoking takes no body: aim it at no token, so no case can change anything.
+    return {"job_id": job_id, "node_id": node_id, "token_id": "tok_none", "agent": credential}
 
 
 def _post_routes(app: FastAPI) -> set[str]:
@@ -129,12 +141,13 @@ def test_hostile_payloads_get_4xx_and_change_nothing(
     failures = []
     for route in sorted(_post_routes(app)):
         url = route.format(**ids)
+        auth = {"Authorization": ids["agent"]} if route in AGENT_ROUTES else {}
         cases = [(name, body) for name, body in GENERIC]
         cases += [(f"case {i}", json.dumps(body).encode())
                   for i, body in enumerate(SPECIFIC[route])]
         for name, body in cases:
             response = client.post(url, content=body,
-                                   headers={"Content-Type": "application/json"})
+                                   headers={"Content-Type": "application/json", **auth})
             ok = 400 <= response.status_code < 500
             has_reason = ok and bool(response.json().get("detail"))
             if not (ok and has_reason):

@@ -13,8 +13,10 @@ SPEC = {"name": "mnist", "entrypoint": "examples.mlp:train", "workers": 2,
 
 
 @pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
+def client(app: FastAPI, admin_headers: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(app, headers=admin_headers) as c:
+        for project in ("vision", "a", "b"):
+            assert c.post("/api/v1/admin/projects", json={"name": project}).status_code == 201
         yield c
 
 

@@ -41,7 +41,7 @@ def _value(family: object, **labels: str) -> float:
 
 
 def test_metrics_names_match_the_docs_and_values_follow_the_registry(
-    app: FastAPI, db: Database
+    app: FastAPI, db: Database, admin_headers: dict[str, str]
 ) -> None:
     with db.unit_of_work() as session:
         node, cred = online_node(session, name="a", cpus=4, region="GB", gpu_type="v100")
@@ -53,7 +53,7 @@ def test_metrics_names_match_the_docs_and_values_follow_the_registry(
     interval = {"start": start.isoformat(), "end": (start + timedelta(seconds=4)).isoformat(),
                 "total_j": 40.0, "idle_j": 8.0, "other_j": 2.0, "estimated_j": 40.0,
                 "cpu_utilization": 0.25, "jobs": {job: {"joules": 30.0, "estimated_j": 30.0}}}
-    with TestClient(app) as client:
+    with TestClient(app, headers=admin_headers) as client:
         beat = client.post(f"/api/v1/nodes/{node.id}/heartbeat",
                            json={"epoch": 1, "energy": {"intervals": [interval]}},
                            headers={"Authorization": f"Bearer {cred}"})
@@ -75,12 +75,14 @@ def test_metrics_names_match_the_docs_and_values_follow_the_registry(
     assert _value(families["commonpool_energy_joules_total"], kind="other") == 2.0
 
 
-def test_two_apps_do_not_share_metrics(app: FastAPI, db: Database) -> None:
+def test_two_apps_do_not_share_metrics(
+    app: FastAPI, db: Database, admin_headers: dict[str, str]
+) -> None:
     """Each app has its own registry: steps observed by one never show in the other."""
     from commonpool.api.app import create_app
 
     other = create_app(app.state.settings, db)
     SchedulerLoop(db, make_policy("fifo"), after_step=app.state.metrics.observe_step).step()
-    with TestClient(other) as client:
+    with TestClient(other, headers=admin_headers) as client:
         steps = _scrape(client)["commonpool_scheduler_step_seconds"]
     assert _value(steps, le="+Inf") == 0

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 
 @pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
+def client(app: FastAPI, admin_headers: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(app, headers=admin_headers) as c:
         yield c
 
 
@@ -45,7 +45,8 @@ def test_heartbeat_brings_node_online_and_checks_epoch(client: TestClient) -> No
     assert ok.json()["allocations"] == []
     stale = client.post(url, json={"epoch": 7}, headers=auth)
     assert stale.status_code == 409 and stale.json()["code"] == "stale-lease"
-    assert client.post(url, json={"epoch": 1}).status_code == 401
+    assert client.post(url, json={"epoch": 1}, headers={"Authorization": ""}).status_code == 401
+    assert client.post(url, json={"epoch": 1}).status_code == 403  # a user token is no agent
     bad = client.post(url, json={"epoch": 1}, headers={"Authorization": "Bearer cpn_wrong"})
     assert bad.status_code == 401
 

@@ -14,7 +14,8 @@ from tests.conftest import free_port
 def test_database_down_is_503_with_retry_after(tmp_path: Path) -> None:
     dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing?connect_timeout=2"
     app = create_app(Settings(database_url=dead, state_dir=tmp_path))
-    with TestClient(app) as client:
+    # Any credential: checking it needs the database, which is down.
+    with TestClient(app, headers={"Authorization": "Bearer cpu_unchecked"}) as client:
         assert client.get("/healthz").status_code == 200
         for method, path, body in [("GET", "/readyz", None), ("GET", "/api/v1/jobs", None),
                                    ("POST", "/api/v1/jobs",

@@ -13,9 +13,17 @@ import threading
 import time
 from pathlib import Path
 
-from commonpool.scheduler.ports import LaunchRequest, RunStatus
+import pytest
+
+from commonpool.scheduler.launcher import Launcher
+from commonpool.scheduler.loop import SchedulerLoop
+from commonpool.scheduler.policy import make_policy
+from commonpool.scheduler.ports import LaunchRequest, RunStatus, run_ref
+from commonpool.scheduler.services.jobs import cancel_job, get_job, submit_job
+from commonpool.scheduler.store.uow import Database
 from commonpool.workers.runner import local_runs
 from commonpool.workers.runner.local_runs import LocalRunsRunner, sleep_command
+from tests.builders import job_spec, online_node
 
 
 def _request(job: str = "job_x", attempt: int = 1, **args: float) -> LaunchRequest:
@@ -117,3 +125,40 @@ def test_a_reused_pid_is_neither_taken_for_the_run_nor_killed(tmp_path: Path) ->
     assert report.status is RunStatus.FAILED and "vanished" in report.message
     runner.stop("job_r-a1")  # must not kill this process's group
     assert runner.poll("job_r-a1").status is RunStatus.STOPPED
+
+
+class _Crash(BaseException):
+    """The scheduler dies (SIGKILL) right after the runner started the run."""
+
+
+class _CrashAfterLaunch:
+    def __init__(self, inner: LocalRunsRunner) -> None:
+        self.inner = inner
+
+    def launch(self, request: LaunchRequest) -> str:
+        self.inner.launch(request)
+        raise _Crash
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_run_started_by_a_crashed_scheduler_is_stopped_when_its_job_was_cancelled(
+    db: Database, tmp_path: Path
+) -> None:
+    """The launcher records the run's ref before it launches: no run is ever orphaned."""
+    runner = LocalRunsRunner(tmp_path / "runs", sleep_command)
+    with db.unit_of_work() as session:
+        online_node(session, cpus=2)
+        job_id = submit_job(session, job_spec(args={"duration_s": 60}), actor="t").id
+    SchedulerLoop(db, make_policy("fifo")).step()
+    with pytest.raises(_Crash):
+        Launcher(db, _CrashAfterLaunch(runner), server_url="http://x").step()  # type: ignore[arg-type]
+    ref = run_ref(job_id, 1)
+    with db.unit_of_work() as session:
+        assert get_job(session, job_id).runner_ref == ref  # recorded before the launch
+        cancel_job(session, job_id, actor="t")
+    report = Launcher(db, runner, server_url="http://x").step()  # the next scheduler
+    assert report.stopped == [job_id]
+    assert runner.poll(ref).status is RunStatus.STOPPED

@@ -30,6 +30,7 @@ def test_submit_from_file_list_show_cancel(live_server, tmp_path: Path) -> None:
     job_file = tmp_path / "job.yaml"
     job_file.write_text("name: from-file\nentrypoint: pkg.train:loop\nworkers: 2\n"
                         "resources: {cpus: 1, memory_bytes: 512MiB}\nargs: {lr: 0.1}\n")
+    run(live_server.url, "admin", "create-project", "p1")
     out = run(live_server.url, "submit", str(job_file), "--arg", "epochs=3", "--project", "p1",
               "--json")
     job = json.loads(out.stdout)

@@ -19,7 +19,9 @@ from tests.conftest import LiveServer
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_job_shows_energy_method_and_carbon(live_server: LiveServer, db: Database) -> None:
+def test_job_shows_energy_method_and_carbon(
+    live_server: LiveServer, db: Database, admin_token: str
+) -> None:
     with db.unit_of_work() as session:
         node, cred = online_node(session, region="GB")
         job_id = submit_job(session, job_spec(), actor="t").id
@@ -30,7 +32,7 @@ def test_job_shows_energy_method_and_carbon(live_server: LiveServer, db: Databas
         other_j=0.0, estimated_j=3600.0, jobs={job_id: JobEnergyIn(joules=3000, estimated_j=3000)},
     )
     report = EnergyReportIn(methods={"cpu": "model"}, is_estimated=True, intervals=[interval])
-    with Client(live_server.url) as client:
+    with Client(live_server.url, token=admin_token) as client:
         client.heartbeat(node.id, cred, 1, {}, energy=report)
 
     human = run(live_server.url, "job", job_id).stdout

@@ -22,7 +22,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPool]:
 
 @pytest.fixture
 def client(pool: LocalPool) -> Iterator[Client]:
-    with Client(pool.url) as c:
+    with pool.client() as c:
         yield c
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from commonpool.api.client.sdk import Client
 from commonpool.api.local_pool import LocalPool
 from commonpool.scheduler.spec import JobSpec
 
@@ -43,10 +42,15 @@ def run(config):
 '''
 
 
+GROW_AFTER_S = 5
+
+
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPool]:
-    with LocalPool(tmp_path_factory.mktemp("pool"), agents=2, log=io.StringIO()) as running:
-        yield running
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("COMMONPOOL_ELASTIC_GROW_AFTER_S", str(GROW_AFTER_S))
+        with LocalPool(tmp_path_factory.mktemp("pool"), agents=2, log=io.StringIO()) as running:
+            yield running
 
 
 def _kill_machine(agent: psutil.Process) -> None:
@@ -67,7 +71,7 @@ def test_lost_node_requeues_the_job_which_resumes_from_its_checkpoint(
     pool: LocalPool, tmp_path: Path
 ) -> None:
     (tmp_path / "resumable.py").write_text(RESUMABLE)
-    with Client(pool.url) as client:
+    with pool.client() as client:
         job = client.submit_job(JobSpec(
             name="elastic", entrypoint="resumable:run", working_dir=str(tmp_path),
             workers={"min": 1, "max": 2}, args={"steps": 40, "step_s": 0.5}, max_attempts=3))
@@ -102,3 +106,46 @@ def test_lost_node_requeues_the_job_which_resumes_from_its_checkpoint(
         assert resumed[0].step >= last_before
         print(f"detection-to-resume {detect_to_resume:.1f} s; "
               f"resumed at step {resumed[0].step} (last before loss {last_before})")
+
+
+def test_elastic_job_shrinks_when_a_donor_leaves_and_grows_back_when_it_returns(
+    pool: LocalPool, tmp_path: Path
+) -> None:
+    for index in range(2):  # the previous test may have killed one machine: bring it back
+        process = pool.agent_procs.get(index)
+        if process is None or process.poll() is not None:
+            pool.agent_procs.pop(index, None)
+            pool.add_agent(index)
+    (tmp_path / "resumable.py").write_text(RESUMABLE)
+    with pool.client() as client:
+        job = client.submit_job(JobSpec(
+            name="grows", entrypoint="resumable:run", working_dir=str(tmp_path),
+            workers={"min": 1, "max": 2}, args={"steps": 70, "step_s": 0.5}, max_attempts=2))
+
+        def workers_of(attempt: int) -> set[str]:
+            return {a.node_id for a in client.job_allocations(job.id) if a.attempt == attempt}
+
+        def reported(attempt: int) -> list[int]:
+            return [m.step for m in client.job_metrics(job.id) if m.attempt == attempt]
+
+        _wait(lambda: len(reported(1)) >= 3, 180, "two workers training")
+        assert len(workers_of(1)) == 2
+        assert pool.stop_agent(1) == 0  # the donor stops sharing: drain, leave
+        _wait(lambda: len(reported(2)) >= 2, 180, "training on the remaining node")
+        assert len(workers_of(2)) == 1
+        pool.add_agent(1)  # the donor is back
+        _wait(lambda: len(reported(3)) >= 1, 180, "the job regrown to two workers")
+        assert len(workers_of(3)) == 2
+        assert reported(3)[0] >= max(reported(2))  # resumed from its checkpoint
+        events = client.job_events(job.id)
+        assert any("elastic: growing from 1 to 2 workers" in (e.reason or "") for e in events)
+        final = client.wait(job.id, timeout_s=300)
+        assert final.state == "SUCCEEDED", final.exit_reason
+        assert final.attempt == 3  # max_attempts 2: the regrow did not spend an attempt
+
+
+def _wait(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)

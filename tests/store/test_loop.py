@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
@@ -68,3 +69,42 @@ def test_expired_lease_loses_node_and_requeues_its_job(db: Database) -> None:
         active = session.scalar(select(func.count()).select_from(Allocation)
                                 .where(Allocation.released_at.is_(None)))
         assert active == 0
+
+
+def test_regrow_is_voluntary_and_never_spends_an_attempt(db: Database) -> None:
+    from commonpool.scheduler.services.preemption import RequeueBackoff, preempt_job
+
+    now = RequeueBackoff(0, 0)
+    with db.unit_of_work() as session:
+        online_node(session, cpus=2)
+        job_id = submit_job(session, job_spec(max_attempts=2), actor="t").id
+    _loop(db).step()
+    with db.unit_of_work() as session:
+        preempt_job(session, job_id, reason="elastic: growing from 1 to 2 workers",
+                    voluntary=True)
+    _loop(db).step()
+    with db.unit_of_work() as session:
+        assert preempt_job(session, job_id, reason="node lost", backoff=now) == "QUEUED"
+        job = get_job(session, job_id)
+        assert (job.attempt, job.regrows, job.carbon_suspensions) == (3, 1, 0)
+    _loop(db).step()
+    with db.unit_of_work() as session:
+        assert preempt_job(session, job_id, reason="node lost", backoff=now) == "FAILED"
+
+
+def test_requeued_job_waits_out_its_backoff_which_doubles_per_failure(db: Database) -> None:
+    from commonpool.scheduler.services.preemption import RequeueBackoff, preempt_job
+
+    backoff = RequeueBackoff(base_s=30, max_s=45)
+    assert [backoff.delay(n).total_seconds() for n in (0, 1, 2, 3)] == [0, 30, 45, 45]
+    with db.unit_of_work() as session:
+        online_node(session, cpus=2)
+        job_id = submit_job(session, job_spec(), actor="t").id
+    _loop(db).step()
+    with db.unit_of_work() as session:
+        preempt_job(session, job_id, reason="node lost", backoff=backoff)
+        job = get_job(session, job_id)
+        assert job.state == "QUEUED" and job.pending_reason == "requeue backoff after: node lost"
+    assert _loop(db).step().placed == ()  # waiting: the policy does not even see it
+    later = SchedulerLoop(db, make_policy("fifo"), clock=lambda: time.time() + 31)
+    assert later.step().placed == (job_id,)

@@ -32,3 +32,17 @@ def test_downgrade_then_upgrade_round_trips(database_url: str) -> None:
     engine.dispose()
     upgrade(database_url)
     assert _diff(database_url) == []
+
+
+def test_concurrent_upgrades_take_turns(database_url: str) -> None:
+    """Replicas that start together all migrate: none may fail or apply a step twice."""
+    import subprocess
+    import sys
+
+    downgrade(database_url, "base")
+    code = "import sys; from commonpool.migrations import upgrade; upgrade(sys.argv[1])"
+    replicas = [subprocess.Popen([sys.executable, "-c", code, database_url],
+                                 stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    failures = [p.communicate(timeout=120)[1] for p in replicas if p.wait(timeout=120) != 0]
+    assert failures == []
+    assert _diff(database_url) == []

@@ -43,13 +43,15 @@ def test_racing_placements_one_wins_no_orphans(db: Database) -> None:
         assert placed_events == 1
 
 
-def test_racing_cancels_over_http_one_200_seven_409(db: Database, live_server) -> None:  # type: ignore[no-untyped-def]
+def test_racing_cancels_over_http_one_200_seven_409(  # type: ignore[no-untyped-def]
+    db: Database, live_server, admin_headers: dict[str, str]
+) -> None:
     with db.unit_of_work() as session:
         job_id = submit_job(session, job_spec(), actor="t").id
     barrier = threading.Barrier(RACERS)
 
     def cancel(_: int) -> int:
-        with httpx.Client(base_url=live_server.url, timeout=30) as client:
+        with httpx.Client(base_url=live_server.url, timeout=30, headers=admin_headers) as client:
             barrier.wait()
             return client.post(f"/api/v1/jobs/{job_id}/cancel").status_code
 

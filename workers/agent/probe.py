@@ -8,8 +8,10 @@ normal case on most donors, never an error.
 from __future__ import annotations
 
 import platform
+import socket
 from dataclasses import dataclass
 from types import ModuleType
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -98,3 +100,32 @@ def donated(
 
 def machine_name() -> str:
     return platform.node() or "donor"
+
+
+def address_towards(server_url: str) -> str:
+    """This machine's address on the route to the server: what its Ray node advertises.
+
+    On a host with several interfaces (LAN, VPN, docker bridges) the right one
+    is the one the kernel would use to reach the pool; a UDP connect sends no
+    packet, it only picks the route.
+    """
+    parts = urlsplit(server_url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.connect(sockaddr)
+        return str(sock.getsockname()[0])
+
+
+def collective_env(address: str) -> dict[str, str]:
+    """Tell Gloo and NCCL to use the interface that holds `address`.
+
+    Left alone, they take the address the hostname resolves to, often
+    127.0.1.1 on a donor's machine: ranks on other hosts then dial their own
+    loopback and DDP set-up times out. Ray's workers inherit this from the node.
+    """
+    for name, addresses in psutil.net_if_addrs().items():
+        if any(a.address == address for a in addresses):
+            return {"GLOO_SOCKET_IFNAME": name, "NCCL_SOCKET_IFNAME": name}
+    return {}

@@ -40,7 +40,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus
+from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, run_ref
 
 # $1: the records' path prefix (<runs_dir>/<ref>); the rest: the job's argv.
 # SIGPIPE is ignored so that a scheduler dying before it reads the answer
@@ -102,7 +102,7 @@ class LocalRunsRunner:
 
     @staticmethod
     def ref_of(request: LaunchRequest) -> str:
-        return f"{request.job_id}-a{request.attempt}"
+        return run_ref(request.job_id, request.attempt)
 
     def _path(self, ref: str, kind: str) -> Path:
         return self.runs_dir / f"{ref}.{kind}"

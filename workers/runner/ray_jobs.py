@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus
+from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, run_ref
 from commonpool.workers.ray_node import NODE_LABEL
 from commonpool.workers.runner import launch_spec
 
@@ -43,7 +43,7 @@ class RayJobsRunner:
 
     @staticmethod
     def submission_id(request: LaunchRequest) -> str:
-        return f"{request.job_id}-a{request.attempt}"
+        return run_ref(request.job_id, request.attempt)
 
     def launch(self, request: LaunchRequest) -> str:
         ref = self.submission_id(request)

@@ -1,0 +1,1 @@
+"""The admin dashboard: a static single page served by the API itself (see docs/dashboard.md)."""

@@ -1,0 +1,69 @@
+"""The Pool page: nodes, capacity by type, jobs, power now, energy today, busy vs idle, queue."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from commonpool.api.client.sdk import Client
+
+from .conftest import PHONE, World, shot, visit
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def card(page: Any, title: str) -> Any:
+    return page.locator(".card", has=page.get_by_role("heading", name=title, exact=True))
+
+
+def test_pool_page_shows_nodes_capacity_power_and_energy(admin_page: Any, world: World) -> None:
+    page = admin_page
+    nodes = card(page, "Nodes online")
+    expect(nodes.locator(".big")).to_have_text("2")
+    expect(nodes.locator(".badge[data-state=ONLINE]")).to_be_visible()
+    capacity = page.get_by_role("table", name=re.compile("CPUs and GPUs by type"))
+    expect(capacity.get_by_role("row", name=re.compile("CPU cores"))).to_contain_text("2")
+    jobs = card(page, "Jobs")
+    expect(jobs.locator(".big")).to_have_text(re.compile(r"^\d+ running$"))
+    expect(jobs).to_contain_text("1 queued")  # the job no node can take
+    expect(jobs).to_contain_text("1 succeeded")
+    power = card(page, "Pool power now")
+    expect(power.locator(".big")).to_have_text(re.compile(r"^\d[\d.,]* W$"))
+    expect(power).to_contain_text("from 2 nodes")
+    expect(power.locator(".flag-estimated")).to_be_visible()  # no power counter here
+    today = card(page, "Energy today (jobs)")
+    expect(today.locator(".big")).to_have_text(re.compile(r"^[\d.,]+ k?Wh$"))
+    expect(today.locator(".big")).not_to_have_text("0 Wh")
+    expect(today).to_contain_text("CO₂e")
+    split = page.locator("#busy-idle")
+    expect(split).to_contain_text("busy (jobs)")
+    expect(split).to_contain_text("idle")
+    expect(page.locator("#chart-queue svg")).to_be_visible()
+    expect(page.locator("#chart-wait path.series")).to_have_count(1)  # placed jobs' waits
+    shot(page, "pool")
+    with Client(world.url, token=world.admin_token) as admin:
+        usage = admin.pool_usage()
+        digits_j = admin.job_energy(world.digits.id).energy_j
+    assert usage.power_nodes == 2 and usage.power_w > 0 and usage.power_estimated
+    assert [(r.kind, r.total) for r in usage.by_type] == [("cpu", 2.0)]
+    assert usage.jobs_energy_j >= digits_j * (1 - 1e-9)
+
+
+def test_pool_page_updates_without_reload(admin_page: Any) -> None:
+    page = admin_page
+    page.evaluate("window.__marker = 'same document'")
+    first = page.locator("#updated").text_content()
+    expect(page.locator("#updated")).not_to_have_text(first or "", timeout=10_000)
+    assert page.evaluate("window.__marker") == "same document"
+
+
+def test_pool_page_on_a_phone(admin_page: Any) -> None:
+    page = admin_page
+    page.set_viewport_size(PHONE)
+    visit(page, "#/pool", "Pool")
+    expect(page.locator(".card").first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    shot(page, "pool-phone")

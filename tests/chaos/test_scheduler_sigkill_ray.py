@@ -1,0 +1,131 @@
+"""The smaller real-Ray variant of the scheduler chaos test.
+
+A real pool (Ray head + 2 agents, each its own Ray worker node) is scheduled
+by a separate `commonpool scheduler` process that is SIGKILLed at random
+moments while short Ray Train jobs flow. Checked from Ray's own job records:
+every job ends SUCCEEDED, each attempt was submitted once, two attempts of a
+job never ran at the same time, and no Ray run is left behind.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from commonpool.api.local_pool import LocalPool
+from commonpool.scheduler.domain.states import JobState
+from commonpool.scheduler.spec import JobSpec
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(600)]
+
+JOBS = 6
+KILLS = 4
+SEED = 7
+
+QUICK = '''
+import time
+from commonpool.workers import job
+
+
+def quick(config):
+    for step in range(1, config["steps"] + 1):
+        time.sleep(config["step_s"])
+        job.report({"loss": 1.0 / step}, step=step)
+'''
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPool]:
+    with LocalPool(tmp_path_factory.mktemp("pool"), agents=2, log=io.StringIO(),
+                   run_scheduler=False) as running:
+        yield running
+
+
+class Scheduler:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "commonpool", "scheduler", "--interval", "0.5"],
+                env=self.env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+
+def test_sigkilled_scheduler_with_real_ray_loses_and_doubles_nothing(
+    pool: LocalPool, tmp_path: Path
+) -> None:
+    (tmp_path / "quickjobs.py").write_text(QUICK)
+    rng = random.Random(SEED)
+    env = {**os.environ, **pool.scheduler_env(), "COMMONPOOL_CONFIG": str(tmp_path / "x.toml")}
+    scheduler = Scheduler(env, tmp_path / "scheduler.log")
+    with pool.client() as client:
+        ids = [client.submit_job(JobSpec(
+            name=f"quick-{i}", entrypoint="quickjobs:quick", working_dir=str(tmp_path),
+            args={"steps": 4, "step_s": 0.5}, max_attempts=5)).id for i in range(JOBS)]
+        scheduler.start()
+        kills, deadline = 0, time.monotonic() + 420
+        while True:
+            states = {i: client.get_job(i).state for i in ids}
+            if all(JobState(s).terminal for s in states.values()):
+                break
+            assert time.monotonic() < deadline, states
+            if kills < KILLS:
+                time.sleep(rng.uniform(2.0, 8.0))
+                scheduler.kill()
+                kills += 1
+                scheduler.start()
+            else:
+                time.sleep(1.0)
+        scheduler.kill()
+        assert set(states.values()) == {"SUCCEEDED"}, {
+            i: client.get_job(i).exit_reason for i, s in states.items() if s != "SUCCEEDED"}
+        attempts = {i: client.get_job(i).attempt for i in ids}
+
+    runs = _ray_runs(pool)
+    by_job: dict[str, list[dict]] = defaultdict(list)
+    for run in runs:
+        by_job[run["job"]].append(run)
+    for job_id in ids:
+        records = sorted(by_job[job_id], key=lambda r: r["start"])
+        assert [r["attempt"] for r in records] == sorted({r["attempt"] for r in records})
+        assert max(r["attempt"] for r in records) == attempts[job_id]
+        for earlier, later in pairwise(records):
+            assert earlier["end"] <= later["start"], (job_id, records)  # never two at once
+    assert all(r["status"] in ("SUCCEEDED", "STOPPED", "FAILED") for r in runs)  # none left
+    print(f"real-Ray chaos: {KILLS} SIGKILLs, {JOBS} jobs SUCCEEDED, "
+          f"{len(runs)} Ray runs, {sum(a - 1 for a in attempts.values())} extra attempts")
+
+
+def _ray_runs(pool: LocalPool) -> list[dict]:
+    from ray.job_submission import JobSubmissionClient
+
+    settings = pool.settings
+    assert settings is not None
+    token = settings.ray_auth_token
+    client = JobSubmissionClient(settings.ray_dashboard_url,
+                                 headers={"Authorization": f"Bearer {token}"} if token else None)
+    return [
+        {"job": info.metadata["commonpool_job"], "attempt": int(info.metadata["attempt"]),
+         "status": str(info.status.value), "start": info.start_time or 0,
+         "end": info.end_time or float("inf")}
+        for info in client.list_jobs()
+        if info.metadata and "commonpool_job" in info.metadata
+    ]
