@@ -35,6 +35,7 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-background-networking"]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 DIGITS_EPOCHS = 5
+DIGITS_ENTRYPOINT = "commonpool.workers.examples.digits_mlp:train"
 # Chromium logs every refused fetch; the tests that provoke a 401 or 403 do so on purpose.
 REFUSED_CALL = re.compile(r"status of 40[13]")
 JOB_CODE = '''
@@ -136,7 +137,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         digits = admin.submit_job(
             JobSpec(
                 name="digits-mlp",
-                entrypoint="commonpool.workers.examples.digits_mlp:train",
+                entrypoint=DIGITS_ENTRYPOINT,
                 workers=2,
                 resources={"cpus": 1},
                 args={"epochs": DIGITS_EPOCHS},
@@ -159,7 +160,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         sleeper = _wait_state(admin, sleeper.id, "RUNNING")
         with Client(pool.url, token=user_token) as ada:
             pending = ada.submit_job(
-                JobSpec(name="needs-a-site", entrypoint="dashjobs:slow", working_dir=str(code),
+                # a non-admin may not ship a folder of the scheduler's machine (job_code_dirs);
+                # the job never runs, so the bundled example's entry point will do
+                JobSpec(name="needs-a-site", entrypoint=DIGITS_ENTRYPOINT,
                         label_selector={"site": "nowhere"}, project="default")
             )
         deadline = time.monotonic() + 30
