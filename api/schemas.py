@@ -37,7 +37,12 @@ class JobRead(_Read):
     project: str
     priority: int
     state: str
-    entrypoint: str
+    kind: str
+    entrypoint: str | None
+    command: list[str] | None
+    array_id: str | None
+    array_index: int | None
+    array_limit: int | None
     args: dict[str, Any]
     working_dir: str | None
     workers_min: int

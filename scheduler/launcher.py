@@ -189,6 +189,8 @@ class Launcher:
             env=env,
             max_runtime_s=job.max_runtime_s,
             framework=job.framework,
+            kind=job.kind,
+            command=tuple(job.command) if job.command is not None else None,
         )
 
     # -- 3. poll --------------------------------------------------------------

@@ -27,13 +27,15 @@ class WorkerPlacement:
 class LaunchRequest:
     job_id: str
     attempt: int
-    entrypoint: str
+    entrypoint: str | None  # kind ddp: the training loop
     args: dict[str, Any]
     workers: tuple[WorkerPlacement, ...]
     working_dir: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     max_runtime_s: int | None = None
     framework: str = "torch"  # or "tensorflow": which Ray Train trainer runs the loop
+    kind: str = "ddp"  # or "command": `command` (argv) runs once on the one allocated node
+    command: tuple[str, ...] | None = None
 
 
 class RunStatus(StrEnum):

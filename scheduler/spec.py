@@ -7,6 +7,8 @@ written.
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -18,6 +20,7 @@ MAX_CPUS_PER_WORKER = 1024.0
 MAX_GPUS_PER_WORKER = 64
 MAX_MEMORY_BYTES = 16 * 2**40  # 16 TiB
 MAX_RUNTIME_S = 90 * 86400
+MAX_ARRAY_TASKS = 10_000
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 _ENTRYPOINT = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
@@ -85,16 +88,88 @@ class ResourcesSpec(_Strict):
         return parse_memory(value) if isinstance(value, str) else value
 
 
+class Dependency(_Strict):
+    """Start only after job `job` ended: `ok` SUCCEEDED, `fail` FAILED, `any` any final state.
+
+    `job` may also name a job array (its id): then every task of it must qualify.
+    """
+
+    type: Literal["ok", "any", "fail"] = "ok"
+    job: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
+
+
+def parse_array(text: str) -> tuple[tuple[int, ...], int | None]:
+    """Task indices and the running limit from Slurm's `--array` syntax.
+
+    `1-100`, `0-15:4` (step), `1,3,5-7`, each optionally `%N` (at most N at once).
+    """
+    body, _, limit_text = text.strip().partition("%")
+    indices: list[int] = []
+    for part in body.split(","):
+        match = re.fullmatch(r"\s*(\d+)(?:-(\d+)(?::(\d+))?)?\s*", part)
+        if not match:
+            raise ValueError(f"not an array range: {part!r} (use e.g. 1-100, 0-15:4, 1,3,5-7%2)")
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        step = int(match.group(3) or 1)
+        if last < first or step < 1:
+            raise ValueError(f"empty array range: {part!r}")
+        if (last - first) // step + 1 + len(indices) > MAX_ARRAY_TASKS:
+            raise ValueError(f"an array has at most {MAX_ARRAY_TASKS} tasks")
+        indices.extend(range(first, last + 1, step))
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"array indices repeat in {text!r}")
+    limit: int | None = None
+    if limit_text:
+        if not limit_text.isdigit() or int(limit_text) < 1:
+            raise ValueError(f"array limit must be a positive integer, not {limit_text!r}")
+        limit = int(limit_text)
+    return tuple(indices), limit
+
+
 class JobSpec(_Strict):
-    """Everything needed to run a job; stored on the job row."""
+    """Everything needed to run a job; stored on the job row.
+
+    `kind`: `ddp` runs `entrypoint` as distributed training on `workers`;
+    `command` runs `command` (argv, or one string for `/bin/sh -c`) on one node.
+    `array` or `sweep` make one submit insert many tasks (see `array_tasks`).
+    """
 
     name: Name
-    entrypoint: str = Field(
+    kind: Literal["ddp", "command"] = Field(
+        default="ddp", description="`ddp` (a training loop on Ray Train) or `command` (argv)."
+    )
+    entrypoint: str | None = Field(
+        default=None,
         min_length=3,
         max_length=300,
         pattern=_ENTRYPOINT,
         description="`module:function` of the training loop; it receives the `args` dict.",
     )
+    command: list[Annotated[str, Field(max_length=4096)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="A command job's argv; a string is run by `/bin/sh -c`.",
+    )
+    array: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Slurm-style task indices, e.g. `1-100%10` (at most 10 at once).",
+    )
+    sweep: dict[
+        Annotated[str, Field(max_length=100, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")],
+        Annotated[list[Any], Field(min_length=1, max_length=MAX_ARRAY_TASKS)],
+    ] | None = Field(
+        default=None,
+        max_length=20,
+        description="A parameter grid: one task per combination, its values merged into args.",
+    )
+    max_running: int | None = Field(
+        default=None, ge=1, le=MAX_ARRAY_TASKS,
+        description="At most this many tasks of the array or sweep at once (like `%N`).",
+    )
+    after: list[Dependency] = Field(default_factory=list, max_length=100)
     args: dict[str, Any] = Field(default_factory=dict, description="Config passed to the loop.")
     working_dir: str | None = Field(default=None, max_length=1000)
     env: dict[
@@ -122,6 +197,61 @@ class JobSpec(_Strict):
         default="ignore",
         description="`aware`: with a deadline and max_runtime_s it may wait for cleaner power.",
     )
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _shell(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return ["/bin/sh", "-c", value]
+        return value
+
+    @field_validator("array")
+    @classmethod
+    def _array(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_array(value)
+        return value
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> JobSpec:
+        if self.kind == "ddp":
+            if self.entrypoint is None:
+                raise ValueError("a ddp job needs an entrypoint (module:function)")
+            if self.command is not None:
+                raise ValueError("command is for kind: command (a ddp job runs its entrypoint)")
+        else:
+            if self.command is None:
+                raise ValueError("a command job needs a command")
+            if self.entrypoint is not None:
+                raise ValueError("entrypoint is for kind: ddp (a command job runs its command)")
+            if self.workers.max != 1:
+                raise ValueError("a command job runs on one node: workers must be 1")
+        if self.array is not None and self.sweep is not None:
+            raise ValueError("give array or sweep, not both")
+        if self.max_running is not None and self.array is None and self.sweep is None:
+            raise ValueError("max_running limits the tasks of an array or sweep")
+        if self.array is not None and "%" in self.array and self.max_running is not None:
+            raise ValueError("give the running limit once: array's %N or max_running")
+        if self.sweep is not None and math.prod(map(len, self.sweep.values())) > MAX_ARRAY_TASKS:
+            raise ValueError(f"a sweep has at most {MAX_ARRAY_TASKS} combinations")
+        return self
+
+    def array_tasks(self) -> list[tuple[int, dict[str, Any]]]:
+        """(index, sweep parameters) of each task; [] for a single job."""
+        if self.array is not None:
+            return [(i, {}) for i in parse_array(self.array)[0]]
+        if self.sweep is not None:
+            keys = list(self.sweep)
+            grid = itertools.product(*(self.sweep[k] for k in keys))
+            return [(i, dict(zip(keys, values, strict=True))) for i, values in enumerate(grid)]
+        return []
+
+    @property
+    def array_limit(self) -> int | None:
+        """At most this many tasks at once (None: no limit)."""
+        if self.array is not None and "%" in self.array:
+            return parse_array(self.array)[1]
+        return self.max_running
 
     @field_validator("workers", mode="before")
     @classmethod

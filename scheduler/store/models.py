@@ -233,7 +233,14 @@ class Job(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)
     state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED.value)
     # The spec: what runs and what each worker needs.
-    entrypoint: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(16), default="ddp", server_default="ddp")
+    entrypoint: Mapped[str | None] = mapped_column(String(500))  # kind ddp
+    command: Mapped[list[str] | None] = mapped_column(JSON)  # kind command: argv
+    # A task of a job array or sweep: the array's id (shared by its tasks), the task's
+    # index, and how many tasks of the array may hold resources at once (NULL: any).
+    array_id: Mapped[str | None] = mapped_column(String(40))
+    array_index: Mapped[int | None] = mapped_column(Integer)
+    array_limit: Mapped[int | None] = mapped_column(Integer)
     args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     working_dir: Mapped[str | None] = mapped_column(String(1000))
     env: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
@@ -279,9 +286,38 @@ class Job(Base):
         CheckConstraint("attempt >= 1 AND max_attempts >= 1", name="attempts_positive"),
         CheckConstraint("framework IN ('torch', 'tensorflow')", name="framework_valid"),
         CheckConstraint("carbon IN ('aware', 'ignore')", name="carbon_valid"),
+        CheckConstraint(
+            "(kind = 'ddp' AND entrypoint IS NOT NULL)"
+            " OR (kind = 'command' AND command IS NOT NULL)",
+            name="kind_fields",
+        ),
+        CheckConstraint("array_limit IS NULL OR array_limit >= 1", name="array_limit_positive"),
+        Index("ix_jobs_array", "array_id", "array_index"),
         Index("ix_jobs_state_priority", "state", "priority", "submitted_at"),
         Index("ix_jobs_project", "project"),
         Index("ix_jobs_owner", "owner"),
+    )
+
+
+class JobDependency(Base):
+    """`job_id` may start only once `depends_on` ended as `condition` asks.
+
+    `ok`: SUCCEEDED; `fail`: FAILED; `any`: any final state. A dependency on
+    an array is stored as one row per task.
+    """
+
+    __tablename__ = "job_dependencies"
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    depends_on: Mapped[str] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    condition: Mapped[str] = mapped_column(String(8))
+
+    __table_args__ = (
+        CheckConstraint("condition IN ('ok', 'any', 'fail')", name="condition_valid"),
+        Index("ix_job_dependencies_depends_on", "depends_on"),
     )
 
 

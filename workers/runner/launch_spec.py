@@ -18,4 +18,6 @@ def dump(request: LaunchRequest) -> str:
 def load(text: str) -> LaunchRequest:
     data = json.loads(text)
     data["workers"] = tuple(WorkerPlacement(**w) for w in data["workers"])
+    if data.get("command") is not None:
+        data["command"] = tuple(data["command"])
     return LaunchRequest(**data)
