@@ -32,7 +32,11 @@ def run(config):
         start = json.loads((Path(directory) / "state.json").read_text())["step"]
     print(f"RESUMED_FROM {start} attempt {ctx.job_id and os.environ.get('COMMONPOOL_JOB_ATTEMPT')}",
           flush=True)
-    for step in range(start + 1, config["steps"] + 1):
+    hold = Path(config["hold_file"]) if config.get("hold_file") else None
+    step = start
+    # Train `steps` steps, and on past them while the test holds the job (its file exists).
+    while step < config["steps"] or (hold is not None and hold.exists()):
+        step += 1
         time.sleep(config["step_s"])
         with tempfile.TemporaryDirectory() as tmp:
             if ctx.rank == 0:
@@ -117,10 +121,13 @@ def test_elastic_job_shrinks_when_a_donor_leaves_and_grows_back_when_it_returns(
             pool.agent_procs.pop(index, None)
             pool.add_agent(index)
     (tmp_path / "resumable.py").write_text(RESUMABLE)
+    hold = tmp_path / "hold"  # keeps the job training until it has regrown, however slow CI is
+    hold.touch()
     with pool.client() as client:
         job = client.submit_job(JobSpec(
             name="grows", entrypoint="resumable:run", working_dir=str(tmp_path),
-            workers={"min": 1, "max": 2}, args={"steps": 70, "step_s": 0.5}, max_attempts=2))
+            workers={"min": 1, "max": 2}, max_attempts=2,
+            args={"steps": 10, "step_s": 0.5, "hold_file": str(hold)}))
 
         def workers_of(attempt: int) -> set[str]:
             return {a.node_id for a in client.job_allocations(job.id) if a.attempt == attempt}
@@ -137,6 +144,7 @@ def test_elastic_job_shrinks_when_a_donor_leaves_and_grows_back_when_it_returns(
         _wait(lambda: len(reported(3)) >= 1, 180, "the job regrown to two workers")
         assert len(workers_of(3)) == 2
         assert reported(3)[0] >= max(reported(2))  # resumed from its checkpoint
+        hold.unlink()
         events = client.job_events(job.id)
         assert any("elastic: growing from 1 to 2 workers" in (e.reason or "") for e in events)
         final = client.wait(job.id, timeout_s=300)
