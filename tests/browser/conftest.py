@@ -34,7 +34,7 @@ CHROMIUM = Path(os.environ.get("COMMONPOOL_CHROMIUM", "/usr/bin/chromium"))
 LAUNCH_ARGS = ["--no-sandbox", "--disable-background-networking"]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-DIGITS_EPOCHS = 5
+DIGITS_EPOCHS = 3
 DIGITS_ENTRYPOINT = "commonpool.workers.examples.digits_mlp:train"
 # Chromium logs every refused fetch; the tests that provoke a 401 or 403 do so on purpose.
 REFUSED_CALL = re.compile(r"status of 40[13]")

@@ -44,7 +44,7 @@ FULL_SCALE = (5000, 50)  # (jobs, SIGKILLs): the reliability issue's figures
 # When PostgreSQL runs the full scale, the SQLite run (same loop, a flock instead of row
 # locks) takes a third of it, to keep CI within its time.
 SQLITE_BESIDE_POSTGRES = (1500, 15)
-NODES, CPUS_PER_NODE = 2, 8
+NODES, CPUS_PER_NODE = 2, 32
 BACKLOG = 200  # queued jobs kept ahead of the scheduler while submissions stream in
 DEADLINE_S = 540  # under pytest's 600 s timeout
 HEARTBEAT_S = 10  # the test renews the nodes' leases as their agents would

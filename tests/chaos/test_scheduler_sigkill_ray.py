@@ -29,8 +29,8 @@ from commonpool.scheduler.spec import JobSpec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(600)]
 
-JOBS = 6
-KILLS = 4
+JOBS = 4
+KILLS = 3
 SEED = 7
 
 QUICK = '''
