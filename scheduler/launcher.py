@@ -11,8 +11,11 @@ only repeats idempotent work:
    job is still PLACED, stopped if it was cancelled meanwhile - never orphaned;
 3. poll STARTING/RUNNING runs: forward new log lines, and record the end
    (SUCCEEDED/FAILED) with the allocations released in the same transaction.
-RUNNING itself is set when the job reports its first step (see
-`services.jobs.record_metrics`), which is when training really runs.
+RUNNING itself is set when a ddp job reports its first step (see
+`services.jobs.record_metrics`), which is when training really runs. A
+command job reports no steps: it is RUNNING once a poll finds its run
+running (one that ends between two polls goes from STARTING to its end).
+A failed command's exit reason starts with its runner's headline (`exit code N`).
 """
 
 from __future__ import annotations
@@ -54,6 +57,17 @@ _STOPPABLE = (
     JobState.PLACED,
     JobState.FAILED,
 )
+
+
+def exit_reason(message: str) -> str:
+    """The runner's message cut to EXIT_REASON_CHARS: its first line (`exit code 3`,
+    Ray's verdict) and as much of the end (the traceback or stderr) as fits."""
+    if len(message) <= EXIT_REASON_CHARS:
+        return message
+    headline, _, rest = message.partition("\n")
+    headline = headline[: EXIT_REASON_CHARS // 4]
+    keep = EXIT_REASON_CHARS - len(headline) - len("\n...")
+    return f"{headline}\n...{rest[-keep:]}"
 
 
 @dataclass
@@ -197,15 +211,15 @@ class Launcher:
     def _poll_running(self, report: LaunchReport) -> None:
         with self.db.unit_of_work(write=False) as session:
             rows = session.execute(
-                select(Job.id, Job.runner_ref).where(
+                select(Job.id, Job.runner_ref, Job.kind, Job.state).where(
                     Job.state.in_([JobState.STARTING.value, JobState.RUNNING.value]),
                     Job.runner_ref.is_not(None),
                 )
             ).all()
         now = self.clock()
-        live = {ref for _, ref in rows}
+        live = {ref for _, ref, _, _ in rows}
         self._last_poll = {ref: t for ref, t in self._last_poll.items() if ref in live}
-        for job_id, ref in rows:
+        for job_id, ref, kind, state in rows:
             if now - self._last_poll.get(ref, -float("inf")) < self.poll_interval_s:
                 continue
             self._last_poll[ref] = now
@@ -220,6 +234,12 @@ class Launcher:
                         (("stdout", line) for line in lines),
                         max_bytes=self.log_max_bytes,
                     )
+            if (
+                outcome.status is RunStatus.RUNNING
+                and kind == "command"
+                and state == JobState.STARTING.value
+            ):
+                self._command_running(job_id, ref)
             if not outcome.status.ended:
                 continue
             if outcome.status is RunStatus.SUCCEEDED:
@@ -228,13 +248,27 @@ class Launcher:
                 continue
             verdict = self._judge_failure(job_id, ref, outcome.message, now)
             if verdict == "failed":
-                reason = (
-                    outcome.message[-EXIT_REASON_CHARS:] or f"run {outcome.status.value.lower()}"
-                )
+                reason = exit_reason(outcome.message) or f"run {outcome.status.value.lower()}"
                 if self._end(job_id, JobState.FAILED, reason):
                     report.ended[job_id] = JobState.FAILED.value
             elif verdict == "node lost":
                 report.ended[job_id] = JobState.PREEMPTED.value
+
+    def _command_running(self, job_id: str, ref: str) -> None:
+        """STARTING -> RUNNING for a command job: it has no step to report."""
+        try:
+            with self.db.unit_of_work() as session:
+                transition_job(
+                    session,
+                    job_id,
+                    JobState.RUNNING,
+                    actor="launcher",
+                    reason=f"command running ({ref})",
+                    started_at=utcnow(),
+                    expect=frozenset({JobState.STARTING}),
+                )
+        except InvalidTransition:
+            pass  # cancelled or preempted meanwhile
 
     def _judge_failure(self, job_id: str, ref: str, message: str, now: float) -> str:
         """ "failed" (the job's fault), "node lost" (requeued), or "wait" (not sure yet).

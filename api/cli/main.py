@@ -16,7 +16,7 @@ from commonpool.scheduler.domain.errors import CommonpoolError
 from commonpool.scheduler.simulate.cli import simulate_command
 
 from ..client.errors import ConnectionFailed
-from . import admin, agent, compress, jobs, nodes, server, up
+from . import admin, agent, compress, jobs, nodes, run, server, up
 from .context import EXIT_API_PROBLEM, EXIT_CONNECTION, ServerOption, TokenOption, state
 from .render import err_console
 
@@ -41,8 +41,9 @@ def version() -> None:
     print(__version__)
 
 
-for command in (jobs.submit, jobs.jobs, jobs.job, jobs.logs, jobs.cancel):
+for command in (jobs.submit, jobs.jobs, jobs.job, jobs.logs, jobs.cancel, jobs.array):
     app.command(rich_help_panel="Jobs")(command)
+app.command("run", rich_help_panel="Jobs", context_settings=run.CONTEXT_SETTINGS)(run.run)
 for command in (nodes.nodes, nodes.drain, nodes.cordon, nodes.uncordon, nodes.revoke, nodes.pool):
     app.command(rich_help_panel="Pool")(command)
 app.command("enroll-token", rich_help_panel="Pool")(nodes.enroll_token)

@@ -22,12 +22,13 @@ scheduler process polls, adopts and stops the runs an earlier one started.
 `launch()` returns only once the ref is claimed (by its wrapper or another),
 so a ref the launcher records always has its start record.
 
-What runs: `command_for(mode)` turns a launch into argv. `local` runs the
-job's `module:function` entrypoint in a fresh Python with the `args` dict;
-`local-sleep` is the simulator-style fast job (sleep `args["duration_s"]`,
-default 0.01 s, then exit `args["exit_code"]`, default 0), for chaos tests
-of the scheduler at thousands of jobs. A job runs as one process whatever
-its `workers`; `max_runtime_s` is not enforced here.
+What runs: `command_for(mode)` turns a launch into argv. `local` runs a
+command job's argv as it is, and a ddp job's `module:function` entrypoint
+in a fresh Python with the `args` dict; `local-sleep` is the
+simulator-style fast job (sleep `args["duration_s"]`, default 0.01 s, then
+exit `args["exit_code"]`, default 0), for chaos tests of the scheduler at
+thousands of jobs. A job runs as one process whatever its `workers`;
+`max_runtime_s` is not enforced here.
 """
 
 from __future__ import annotations
@@ -76,6 +77,15 @@ def python_command(request: LaunchRequest) -> list[str]:
     return [sys.executable, "-c", _PYTHON_ENTRY, request.entrypoint, json.dumps(request.args)]
 
 
+def local_command(request: LaunchRequest) -> list[str]:
+    """A command job's own argv; a ddp job's entrypoint (see `python_command`)."""
+    if request.kind == "command":
+        if not request.command:
+            raise ValueError(f"command job {request.job_id} has no command")
+        return list(request.command)
+    return python_command(request)
+
+
 def sleep_command(request: LaunchRequest) -> list[str]:
     """A simulator-style job: sleep `duration_s`, exit `exit_code` (no Python started)."""
     duration = float(request.args.get("duration_s", 0.01))
@@ -86,14 +96,14 @@ def sleep_command(request: LaunchRequest) -> list[str]:
 
 
 def command_for(mode: str) -> Callable[[LaunchRequest], list[str]]:
-    return {"local": python_command, "local-sleep": sleep_command}[mode]
+    return {"local": local_command, "local-sleep": sleep_command}[mode]
 
 
 class LocalRunsRunner:
     def __init__(
         self,
         runs_dir: Path,
-        command: Callable[[LaunchRequest], list[str]] = python_command,
+        command: Callable[[LaunchRequest], list[str]] = local_command,
     ) -> None:
         self.runs_dir = runs_dir
         self.command = command

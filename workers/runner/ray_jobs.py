@@ -1,4 +1,4 @@
-"""`Runner` on the Ray Jobs API: one Ray job (driver process) per pool job attempt.
+"""`Runner` on the Ray Jobs API: one Ray job per pool job attempt.
 
 Why Ray Jobs rather than a driver inside the scheduler: each run is its own
 process with its own runtime_env (the job's working directory and
@@ -6,13 +6,26 @@ environment), `stop_job` kills the driver and every Train worker it
 started, the job's output (driver + workers) is captured by Ray and
 readable after a crash, and a scheduler restart finds runs by their
 deterministic submission id (`<job id>-a<attempt>`) instead of losing them.
+
+A ddp job's entrypoint is the driver (`commonpool.workers.runner.driver`,
+on the head, 0 CPUs), which pins each Train worker to its allocated node.
+A command job has no driver: it is one process on one node, so the Ray
+job's entrypoint is the command itself, and Ray places that entrypoint
+with the node's label selector and the allocation's CPUs, GPUs and memory
+reserved. Its stdout and stderr are the Ray job's logs (read from that
+node), and a non-zero exit ends the run FAILED with `exit code N` first in
+its message.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -27,6 +40,33 @@ _STATUS = {
     "FAILED": RunStatus.FAILED,
     "STOPPED": RunStatus.STOPPED,
 }
+LOG_TAIL_LINES = 40
+_JOB_LOG = "job-driver-{ref}.log"  # Ray's name of a Ray job's output file (on its node)
+_EXIT_CODE = re.compile(r"exit code (-?\d+)")
+
+
+def _runtime_env(request: LaunchRequest, env_vars: dict[str, str]) -> dict[str, object]:
+    runtime_env: dict[str, object] = {"env_vars": env_vars}
+    if request.working_dir:
+        runtime_env["working_dir"] = request.working_dir
+    return runtime_env
+
+
+def command_failure(headline: str, exit_code: int | None) -> str:
+    """A failed command's headline: `exit code N` (from Ray's record, else from its
+    message); Ray's own headline when the command never ran (e.g. its runtime_env
+    could not be set up)."""
+    if exit_code is None:
+        match = _EXIT_CODE.search(headline)
+        if match is None:
+            return headline
+        exit_code = int(match.group(1))
+    if exit_code < 0:  # the process was killed: Python's -N for signal N
+        try:
+            return f"exit code {exit_code} (killed by {signal.Signals(-exit_code).name})"
+        except ValueError:
+            pass
+    return f"exit code {exit_code}"
 
 
 class RayJobsRunner:
@@ -40,6 +80,9 @@ class RayJobsRunner:
         self.client = JobSubmissionClient(dashboard_url, headers=self.headers or None)
         self.storage_path = storage_path
         self._log_offsets: dict[str, int] = {}
+        # Command runs' refs -> the Ray node their output is on (None: not started yet).
+        self._command_nodes: dict[str, str | None] = {}
+        self._ddp_refs: set[str] = set()
 
     @staticmethod
     def submission_id(request: LaunchRequest) -> str:
@@ -49,26 +92,45 @@ class RayJobsRunner:
         ref = self.submission_id(request)
         if self._exists(ref):  # a previous scheduler launched it before crashing: adopt it
             return ref
+        metadata = {"commonpool_job": request.job_id, "attempt": str(request.attempt)}
+        if request.kind == "command":
+            self._submit_command(request, ref, metadata)
+            return ref
         self.storage_path.mkdir(parents=True, exist_ok=True)
-        runtime_env: dict[str, object] = {
-            "env_vars": {
-                **request.env,
-                # Train health checks at 0.5 s: a run ends ~1.5 s after its last epoch, not ~6 s.
-                "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
-                launch_spec.ENV_LAUNCH: launch_spec.dump(request),
-                launch_spec.ENV_STORAGE: str(self.storage_path),
-            }
+        env_vars = {
+            **request.env,
+            # Train health checks at 0.5 s: a run ends ~1.5 s after its last epoch, not ~6 s.
+            "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+            launch_spec.ENV_LAUNCH: launch_spec.dump(request),
+            launch_spec.ENV_STORAGE: str(self.storage_path),
         }
-        if request.working_dir:
-            runtime_env["working_dir"] = request.working_dir
         self.client.submit_job(
             entrypoint=f"{sys.executable} -m commonpool.workers.runner.driver",
             submission_id=ref,
-            runtime_env=runtime_env,
+            runtime_env=_runtime_env(request, env_vars),
             entrypoint_num_cpus=0,
-            metadata={"commonpool_job": request.job_id, "attempt": str(request.attempt)},
+            metadata=metadata,
         )
         return ref
+
+    def _submit_command(self, request: LaunchRequest, ref: str, metadata: dict[str, str]) -> None:
+        """The command itself as the Ray job's entrypoint: on the allocated node (label
+        selector), holding the allocation's CPUs, GPUs and memory while it runs."""
+        if not request.command or len(request.workers) != 1:
+            raise ValueError(
+                f"command job {request.job_id} needs a command and exactly one allocation"
+            )
+        (worker,) = request.workers
+        self.client.submit_job(
+            entrypoint=shlex.join(request.command),
+            submission_id=ref,
+            runtime_env=_runtime_env(request, dict(request.env)),
+            entrypoint_num_cpus=worker.cpus,
+            entrypoint_num_gpus=worker.gpus or None,
+            entrypoint_memory=worker.memory_bytes or None,
+            entrypoint_label_selector={NODE_LABEL: worker.node_id},
+            metadata={**metadata, "kind": "command"},
+        )
 
     def _exists(self, ref: str) -> bool:
         try:
@@ -82,25 +144,74 @@ class RayJobsRunner:
             info = self.client.get_job_info(ref)
         except RuntimeError as exc:
             return RunReport(RunStatus.MISSING, f"Ray has no record of {ref}: {exc}")
+        self._remember_kind(ref, info)
         status = _STATUS.get(str(info.status), RunStatus.RUNNING)
         message = info.message or ""
         if status is RunStatus.FAILED:
-            message = self._failure_text(ref, message)
+            headline = message.splitlines()[0] if message else "failed"
+            if ref in self._command_nodes:
+                headline = command_failure(headline, info.driver_exit_code)
+            message = self._failure_text(ref, headline, message)
         return RunReport(status, message)
 
-    def _failure_text(self, ref: str, message: str) -> str:
-        """Ray's message plus the last lines of output: the traceback a user needs."""
+    def _remember_kind(self, ref: str, info: Any) -> None:
+        if (info.metadata or {}).get("kind") == "command":
+            self._command_nodes[ref] = info.driver_node_id
+        else:
+            self._ddp_refs.add(ref)
+
+    def _failure_text(self, ref: str, headline: str, message: str) -> str:
+        """A headline plus the last lines of output: the traceback (or, for a command,
+        the stderr) a user needs. Without the logs, the rest of Ray's message."""
+        logs = self._output(ref)
+        if logs is None:
+            rest = message.partition("\n")[2]
+            return f"{headline}\n{rest}".rstrip()
+        tail = "\n".join(logs.splitlines()[-LOG_TAIL_LINES:])
+        return f"{headline}\n{tail}"
+
+    def _output(self, ref: str) -> str | None:
+        """The run's output so far; None if it cannot be read (yet).
+
+        A ddp run's output is its driver's, on the head (Train workers' output is
+        forwarded to the driver). A command's is written on its own node, so it is
+        read from that node's log agent through Ray's state API: `get_job_logs`
+        asks the node's job agent, which on a host with several Ray nodes (one
+        machine pools, tests) reads the head's copy of the file instead.
+        """
+        if ref not in self._command_nodes and ref not in self._ddp_refs:
+            try:
+                self._remember_kind(ref, self.client.get_job_info(ref))
+            except RuntimeError:
+                return None
+        if ref in self._ddp_refs:
+            try:
+                return self.client.get_job_logs(ref)
+            except RuntimeError:
+                return None
+        node = self._command_nodes[ref]
+        if node is None:  # not started when last polled: ask again
+            try:
+                self._remember_kind(ref, self.client.get_job_info(ref))
+            except RuntimeError:
+                return None
+            node = self._command_nodes[ref]
+            if node is None:
+                return None
         try:
-            logs = self.client.get_job_logs(ref)
-        except RuntimeError:
-            return message
-        tail = "\n".join(logs.splitlines()[-40:])
-        return f"{message.splitlines()[0] if message else 'failed'}\n{tail}"
+            response = httpx.get(
+                f"{self.dashboard_url}/api/v0/logs/file",
+                params={"node_id": node, "filename": _JOB_LOG.format(ref=ref), "lines": -1},
+                headers=self.headers,
+                timeout=30,
+            )
+        except httpx.HTTPError:
+            return None
+        return response.text if response.status_code == 200 else None
 
     def new_log_lines(self, ref: str) -> list[str]:
-        try:
-            text = self.client.get_job_logs(ref)
-        except RuntimeError:
+        text = self._output(ref)
+        if text is None:
             return []
         lines = text.splitlines()
         start = self._log_offsets.get(ref, 0)
@@ -126,6 +237,8 @@ class RayJobsRunner:
         except RuntimeError:
             pass  # already gone
         self._log_offsets.pop(ref, None)
+        self._command_nodes.pop(ref, None)
+        self._ddp_refs.discard(ref)
 
 
 def default_storage(state_dir: Path) -> Path:

@@ -1,0 +1,186 @@
+"""Command jobs (`kind: command`) run for real: on the crash-safe local runner, and as a
+Ray Job whose entrypoint is the command, pinned to its allocated node."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from commonpool.api.client.sdk import Client
+from commonpool.api.local_pool import LocalPool
+from commonpool.scheduler.domain.states import JobState
+from commonpool.scheduler.launcher import EXIT_REASON_CHARS, Launcher, exit_reason
+from commonpool.scheduler.loop import SchedulerLoop
+from commonpool.scheduler.policy import make_policy
+from commonpool.scheduler.ports import run_ref
+from commonpool.scheduler.services.jobs import (
+    get_job,
+    list_allocations,
+    list_events,
+    read_logs,
+    submit_job,
+)
+from commonpool.scheduler.spec import JobSpec
+from commonpool.scheduler.store.uow import Database
+from commonpool.workers.ray_node import NODE_LABEL
+from commonpool.workers.runner.local_runs import LocalRunsRunner, command_for
+from commonpool.workers.runner.ray_jobs import RayJobsRunner, command_failure
+from tests.builders import job_spec, online_node
+
+
+# -- the local runner (no Ray) ------------------------------------------------------------
+def _run_to_end(db: Database, runner: LocalRunsRunner, command: list[str] | str) -> str:
+    """Submit a command job, place it, step the launcher until it ends; the job's id."""
+    with db.unit_of_work() as session:
+        online_node(session, cpus=2)
+        job_id = submit_job(
+            session, job_spec(kind="command", entrypoint=None, command=command), actor="t"
+        ).id
+    SchedulerLoop(db, make_policy("fifo")).step()
+    launcher = Launcher(db, runner, server_url="http://x", poll_interval_s=0.0)
+    deadline = time.monotonic() + 20
+    while True:
+        launcher.step()
+        with db.unit_of_work(write=False) as session:
+            if JobState(get_job(session, job_id).state).terminal:
+                return job_id
+        assert time.monotonic() < deadline, "the command job never ended"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_local_runner_runs_a_command_argv_as_given(db: Database, tmp_path: Path) -> None:
+    runner = LocalRunsRunner(tmp_path / "runs", command_for("local"))
+    job_id = _run_to_end(db, runner, ["/bin/echo", "hello", "two words", "$NOT_EXPANDED"])
+    with db.unit_of_work(write=False) as session:
+        job = get_job(session, job_id)
+        assert job.state == "SUCCEEDED", job.exit_reason
+        assert [line.line for line in read_logs(session, job_id)] == [
+            "hello two words $NOT_EXPANDED"
+        ]
+        assert all(a.released_at is not None for a in list_allocations(session, job_id))
+    journal = (tmp_path / "runs" / "journal").read_text().split()
+    assert journal.count("run") == 1 and journal.count("end") == 1  # ran once, records kept
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_local_command_failing_with_exit_3_is_running_then_failed(
+    db: Database, tmp_path: Path
+) -> None:
+    runner = LocalRunsRunner(tmp_path / "runs", command_for("local"))
+    job_id = _run_to_end(
+        db, runner, 'echo "out $COMMONPOOL_JOB_ID"; sleep 0.3; echo "bad input" >&2; exit 3'
+    )
+    with db.unit_of_work(write=False) as session:
+        job = get_job(session, job_id)
+        events = list_events(session, job_id)
+        logs = [line.line for line in read_logs(session, job_id)]
+        allocations = list_allocations(session, job_id)
+    assert job.state == "FAILED"
+    assert (job.exit_reason or "").startswith("exited with code 3"), job.exit_reason
+    assert "bad input" in (job.exit_reason or "")
+    assert logs == [f"out {job_id}", "bad input"]
+    # No step reports: the launcher moves it to RUNNING when the runner says it runs.
+    assert [e.to_state for e in events] == ["QUEUED", "PLACED", "STARTING", "RUNNING", "FAILED"]
+    assert job.started_at is not None
+    assert allocations and all(a.released_at is not None for a in allocations)
+
+
+def test_exit_code_leads_the_exit_reason_even_after_long_output() -> None:
+    ray_message = "Job entrypoint command failed with exit code 3, last available logs:"
+    assert command_failure(ray_message, None) == "exit code 3"
+    assert command_failure(ray_message, 3) == "exit code 3"
+    assert command_failure("x", -9) == "exit code -9 (killed by SIGKILL)"
+    never_ran = "Job supervisor actor failed to start: runtime_env setup failed"
+    assert command_failure(never_ran, None) == never_ran
+    long = "exit code 3\n" + "\n".join(f"line {i}" for i in range(2000)) + "\nthe real error"
+    reason = exit_reason(long)
+    assert len(reason) == EXIT_REASON_CHARS
+    assert reason.startswith("exit code 3\n...") and reason.endswith("the real error")
+    assert exit_reason("exit code 3\nshort") == "exit code 3\nshort"
+
+
+# -- Ray: the command is the Ray job's entrypoint ---------------------------------------
+def _ray_node_labels(pool: LocalPool) -> dict[str, str]:
+    """Ray node id -> the pool's node label, from Ray's state API."""
+    assert pool.settings is not None
+    token = pool.settings.ray_auth_token
+    response = httpx.get(
+        f"{pool.settings.ray_dashboard_url}/api/v0/nodes",
+        params={"limit": 1000, "detail": "true"},
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return {
+        n["node_id"]: n["labels"].get(NODE_LABEL, "")
+        for n in response.json()["data"]["result"]["result"]
+    }
+
+
+def _ray_job(pool: LocalPool, job_id: str) -> Any:
+    """Ray's record (JobDetails) of the job's first attempt."""
+    assert pool.settings is not None
+    runner = RayJobsRunner(
+        pool.settings.ray_dashboard_url, pool.state_dir, auth_token=pool.settings.ray_auth_token
+    )
+    return runner.client.get_job_info(run_ref(job_id, 1))
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_command_job_runs_on_its_allocated_node_and_logs_its_output(
+    pool: LocalPool, client: Client
+) -> None:
+    # sleep: longer than the launcher's poll interval (2 s), so a poll sees it running
+    command = (
+        f"echo \"hello from $COMMONPOOL_JOB_ID\"; {sys.executable} -c "
+        "\"import sys; print('py', sys.argv[1:])\" a 'b c'; sleep 4"
+    )
+    job = client.submit_job(JobSpec(name="cmd-ok", kind="command", command=command,
+                                    resources={"cpus": 1}))
+    final = client.wait(job.id, timeout_s=120)
+    assert final.state == "SUCCEEDED", final.exit_reason
+    logs = [line.line for line in client.logs(job.id)]
+    assert f"hello from {job.id}" in logs and "py ['a', 'b c']" in logs, logs
+    allocations = client.job_allocations(job.id)
+    assert len(allocations) == 1 and allocations[0].released_at is not None
+    # Ray's own record of where the entrypoint ran is the allocated node.
+    driver_node = _ray_job(pool, job.id).driver_node_id
+    assert _ray_node_labels(pool)[driver_node] == allocations[0].node_id
+    states = [e.to_state for e in client.job_events(job.id)]
+    assert states == ["QUEUED", "PLACED", "STARTING", "RUNNING", "SUCCEEDED"]
+    assert client.pool_summary().free.cpus == 2.0
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_command_exiting_3_fails_with_its_exit_code_and_stderr(
+    pool: LocalPool, client: Client
+) -> None:
+    """Submitted by `commonpool run --wait`, which prints the log tail and exits 1."""
+    cli = subprocess.run(
+        [sys.executable, "-m", "commonpool", "--server", pool.url, "run", "--wait",
+         "--name", "cmd-fail", "--", "echo 'no such dataset: digits9' >&2; exit 3"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "COMMONPOOL_TOKEN": pool.admin_token, "COLUMNS": "200"},
+    )
+    assert cli.returncode == 1, cli.stderr
+    assert "no such dataset: digits9" in cli.stdout and "FAILED: exit code 3" in cli.stdout
+    job_id = re.search(r"submitted (job_\w+)", cli.stdout).group(1)  # type: ignore[union-attr]
+    final = client.get_job(job_id)
+    assert final.command == ["/bin/sh", "-c", "echo 'no such dataset: digits9' >&2; exit 3"]
+    reason = final.exit_reason or ""
+    assert final.state == "FAILED" and reason.startswith("exit code 3\n"), reason
+    assert "no such dataset: digits9" in reason
+    assert "no such dataset: digits9" in [line.line for line in client.logs(job_id)]
+    assert all(a.released_at is not None for a in client.job_allocations(job_id))
+    assert client.pool_summary().free.cpus == 2.0
