@@ -18,12 +18,13 @@ from .limits import BodySizeLimit
 from .metrics import PoolMetrics
 from .problems import API_PROBLEMS, document_problems, install_problem_handlers, problem_responses
 from .ratelimit import Rate, RateLimiter
-from .routes import admin, energy, fairness, jobs, metrics, nodes, pool
+from .routes import admin, arrays, energy, fairness, jobs, metrics, nodes, pool
 
 API_PREFIX = "/api/v1"
 
 ROUTERS: tuple[tuple[str, APIRouter], ...] = (
     (API_PREFIX, jobs.router),
+    (API_PREFIX, arrays.router),
     (API_PREFIX, admin.router),
     (API_PREFIX, nodes.router),
     (API_PREFIX, pool.router),

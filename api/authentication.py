@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from commonpool.scheduler.domain.errors import NotFound, Unauthorized
@@ -74,10 +75,31 @@ class Authenticator:
         facts = self._jobs.get(job_id)
         if facts is None:
             facts = await run_in_threadpool(self._job_lookup, job_id)
-            self._jobs[job_id] = facts
-            while len(self._jobs) > MAX_CACHED:
-                self._jobs.popitem(last=False)
+            self._remember(job_id, facts)
         return facts
+
+    async def array_facts(self, array_id: str) -> JobFacts:
+        """The project and owner of an array's tasks (all alike; cached like a job's)."""
+        key = f"array:{array_id}"
+        facts = self._jobs.get(key)
+        if facts is None:
+            facts = await run_in_threadpool(self._array_lookup, array_id)
+            self._remember(key, facts)
+        return facts
+
+    def _remember(self, key: str, facts: JobFacts) -> None:
+        self._jobs[key] = facts
+        while len(self._jobs) > MAX_CACHED:
+            self._jobs.popitem(last=False)
+
+    def _array_lookup(self, array_id: str) -> JobFacts:
+        with self.db.unit_of_work(write=False) as session:
+            row = session.execute(
+                select(Job.project, Job.owner).where(Job.array_id == array_id).limit(1)
+            ).first()
+            if row is None:
+                raise NotFound(f"array {array_id} not found", entity="array", id=array_id)
+            return JobFacts(project=row.project, owner=row.owner)
 
     def _job_lookup(self, job_id: str) -> JobFacts:
         with self.db.unit_of_work(write=False) as session:

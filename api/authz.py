@@ -7,7 +7,8 @@ see only the caller and the resource the path names:
 
 - jobs of a project are visible only to its members (others get 404, so
   a job id does not reveal that it exists); a member cancels the jobs they
-  own, a project-admin any job of the project, a pool admin anything;
+  own, a project-admin any job of the project, a pool admin anything; a job
+  array follows the same rules as one job;
 - agents act only for their own node, job tokens only report for their job;
 - admin routes need a user who is an admin *and* a token with `admin` scope.
 
@@ -21,7 +22,7 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -29,7 +30,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from commonpool.scheduler.domain.errors import Forbidden, NotFound
 from commonpool.scheduler.domain.principal import Principal, PrincipalKind, Scope
 
-from .authentication import bearer_secret
+from .authentication import JobFacts, bearer_secret
 
 
 class Policy:
@@ -81,18 +82,40 @@ class JobAccess(Policy):
     def name(self) -> str:  # type: ignore[override]
         return f"job:{'cancel' if self.cancel else self.scope.value}"
 
+    entity: ClassVar[str] = "job"
+
+    async def facts(self, request: Request) -> tuple[str, JobFacts]:
+        """The path's job id and its project and owner."""
+        job_id = request.path_params["job_id"]
+        return job_id, await request.app.state.auth.job_facts(job_id)
+
     async def check(self, request: Request, principal: Principal | None) -> None:
         user = _require_user_scope(principal, self.scope)
-        job_id = request.path_params["job_id"]
-        facts = await request.app.state.auth.job_facts(job_id)
+        entity_id, facts = await self.facts(request)
         if not user.can_see_project(facts.project):
-            raise NotFound(f"job {job_id} not found", entity="job", id=job_id)
+            raise NotFound(f"{self.entity} {entity_id} not found", entity=self.entity, id=entity_id)
         if self.cancel and not (
             user.can_manage_project(facts.project) or facts.owner == user.subject
         ):
             raise Forbidden(
-                f"only the job's owner or an admin of project {facts.project!r} may cancel it"
+                f"only the {self.entity}'s owner or an admin of project {facts.project!r} "
+                "may cancel it"
             )
+
+
+@dataclass(frozen=True, repr=False)
+class ArrayAccess(JobAccess):
+    """As `JobAccess`, for the path's job array: its tasks share one project and owner."""
+
+    entity: ClassVar[str] = "array"
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"array:{'cancel' if self.cancel else self.scope.value}"
+
+    async def facts(self, request: Request) -> tuple[str, JobFacts]:
+        array_id = request.path_params["array_id"]
+        return array_id, await request.app.state.auth.array_facts(array_id)
 
 
 @dataclass(frozen=True, repr=False)
@@ -174,6 +197,8 @@ METRICS = UserScope(Scope.METRICS_READ)
 JOB_READ = JobAccess(Scope.JOBS_READ)
 JOB_CANCEL = JobAccess(Scope.JOBS_WRITE, cancel=True)
 JOB_REPORT = JobReporter()
+ARRAY_READ = ArrayAccess(Scope.JOBS_READ)
+ARRAY_CANCEL = ArrayAccess(Scope.JOBS_WRITE, cancel=True)
 AGENT = NodeSelf()
 AGENT_HEARTBEAT = NodeSelf(rate="heartbeat")
 ADMIN_OR_AGENT = AdminOrNodeSelf()

@@ -70,6 +70,18 @@ class JobRead(_Read):
     metrics: dict[str, Any]
 
 
+class ArrayRead(_Read):
+    """A job array or sweep at a glance; its tasks are jobs (`GET /jobs?array=ID`)."""
+
+    id: str
+    name: str
+    project: str
+    owner: str
+    tasks: int = Field(description="How many tasks the array has.")
+    limit: int | None = Field(description="At most this many tasks hold resources at once.")
+    by_state: dict[str, int] = Field(description="Tasks per state, e.g. {\"QUEUED\": 95}.")
+
+
 class CancelRequest(_Write):
     reason: str | None = Field(default=None, max_length=500)
 
@@ -332,6 +344,7 @@ class JobEnergyRead(_Read):
 
 __all__ = [
     "AllocationRead",
+    "ArrayRead",
     "CancelRequest",
     "EnergyIntervalIn",
     "EnergyPointRead",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .launcher import Launcher, LaunchReport
 from .logs import get_logger
 from .policy import Plan, Policy
+from .services.jobs import apply_cancellations
 from .services.nodes import expire_leases
 from .services.preemption import RequeueBackoff, apply_preemptions
 from .store.placements import apply_placements, record_pending_reasons
@@ -30,6 +31,7 @@ class StepReport:
 
     placed: tuple[str, ...] = ()
     preempted: tuple[str, ...] = ()
+    cancelled: tuple[str, ...] = ()
     rejected: dict[str, str] = field(default_factory=dict)
     pending: int = 0
     lost_nodes: tuple[str, ...] = ()
@@ -80,6 +82,8 @@ class SchedulerLoop:
             plan = self.policy.plan(
                 load_snapshot(session, now=self.clock(), forecasts=self.forecasts)
             )
+            # Jobs that can never start (a dependency ended the wrong way) are cancelled.
+            cancelled = apply_cancellations(session, plan.cancellations)
             preempted = apply_preemptions(session, plan.preemptions)
             result = apply_placements(session, plan.placements)
             # A placement refused at apply time (capacity race, project quota) waits with why.
@@ -89,6 +93,7 @@ class SchedulerLoop:
         report = StepReport(
             placed=result.placed,
             preempted=tuple(preempted),
+            cancelled=tuple(cancelled),
             rejected=result.rejected,
             pending=len(plan.pending_reasons),
             lost_nodes=tuple(lost),
@@ -129,6 +134,9 @@ def _log_step(report: StepReport, plan: Plan) -> None:
         log.info("job.placement_refused", job_id=job_id, reason=reason)
     for job_id in report.preempted:
         log.info("job.preempted", job_id=job_id)
+    reasons = {c.job_id: c.reason for c in plan.cancellations}
+    for job_id in report.cancelled:
+        log.info("job.cancelled", job_id=job_id, reason=reasons.get(job_id, ""))
     for node_id in report.lost_nodes:
         log.warning("node.lost", node_id=node_id, reason="lease expired")
     if report.launch is not None:

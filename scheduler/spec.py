@@ -234,7 +234,15 @@ class JobSpec(_Strict):
             raise ValueError("give the running limit once: array's %N or max_running")
         if self.sweep is not None and math.prod(map(len, self.sweep.values())) > MAX_ARRAY_TASKS:
             raise ValueError(f"a sweep has at most {MAX_ARRAY_TASKS} combinations")
+        if self.sweep is not None and len({k.upper() for k in self.sweep}) < len(self.sweep):
+            # each parameter reaches the task as env COMMONPOOL_PARAM_<NAME> (upper case)
+            raise ValueError("sweep parameter names must differ in more than letter case")
         return self
+
+    @property
+    def is_array(self) -> bool:
+        """True when one submit makes many tasks (`array` or `sweep`)."""
+        return self.array is not None or self.sweep is not None
 
     def array_tasks(self) -> list[tuple[int, dict[str, Any]]]:
         """(index, sweep parameters) of each task; [] for a single job."""

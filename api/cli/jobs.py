@@ -1,4 +1,8 @@
-"""Researcher commands: submit, jobs, job, logs, cancel."""
+"""Researcher commands: submit, jobs, job, logs, cancel, array.
+
+`array` is registered by `main.py` with the other job commands; a job file
+with `array` or `sweep` is submitted as a job array by `submit`.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,11 @@ from pydantic import ValidationError
 
 from commonpool.scheduler.spec import JobSpec
 
+from ..client.sdk import Client
 from . import render
 from .context import EXIT_JOB_FAILED, EXIT_USAGE, JsonOption, state
+
+ARRAY_PREFIX = "arr_"
 
 
 def _load_file(path: Path) -> dict[str, Any]:
@@ -96,6 +103,9 @@ def submit(
             render.err_console.print(f"[red]invalid job spec[/]: {where}: {err['msg']}")
         raise typer.Exit(EXIT_USAGE) from exc
     with state.client() as client:
+        if spec.is_array:
+            _submit_array(client, spec, wait=wait, as_json=as_json)
+            return
         job = client.submit_job(spec)
         if as_json and not wait:
             render.print_json(job)
@@ -122,17 +132,42 @@ def submit(
                 raise typer.Exit(EXIT_JOB_FAILED)
 
 
+def _submit_array(client: Client, spec: JobSpec, *, wait: bool, as_json: bool) -> None:
+    """Submit an array or sweep; with `wait`, exit 1 unless every task succeeded."""
+    array = client.submit_array(spec)
+    if not as_json:
+        render.console.print(f"submitted array {render.array_line(array)}")
+        render.console.print(
+            f"  tasks:   commonpool jobs --array {array.id}\n"
+            f"  status:  commonpool array {array.id}\n"
+            f"  cancel:  commonpool cancel {array.id}"
+        )
+    if wait:
+        array = client.wait_array(array.id)
+        if not as_json:
+            render.console.print(f"ended: {render.array_line(array)}")
+    if as_json:
+        render.print_json(array)
+    if wait and set(array.by_state) != {"SUCCEEDED"}:
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
 def jobs(
     state_filter: list[str] = typer.Option([], "--state", help="Only these states (repeat)."),
     owner: str | None = typer.Option(None, help="Only this owner's jobs."),
     project: str | None = typer.Option(None, help="Only this project's jobs."),
+    array: str | None = typer.Option(None, "--array", help="Only the tasks of this job array."),
     limit: int = typer.Option(50, min=1, max=10_000, help="At most this many jobs."),
     as_json: bool = JsonOption,
 ) -> None:
     """List jobs, newest first."""
     with state.client() as client:
         page = client.list_jobs_page(
-            states=tuple(s.upper() for s in state_filter), owner=owner, project=project, limit=limit
+            states=tuple(s.upper() for s in state_filter),
+            owner=owner,
+            project=project,
+            array=array,
+            limit=limit,
         )
     if as_json:
         render.print_json(
@@ -145,7 +180,7 @@ def jobs(
     rows = [
         (
             j.id,
-            j.name,
+            j.name if j.array_index is None else f"{j.name}[{j.array_index}]",
             render.state(j.state),
             j.project,
             j.owner,
@@ -254,14 +289,35 @@ def logs(
 
 
 def cancel(
-    job_id: str = typer.Argument(..., help="Job id."),
+    job_id: str = typer.Argument(..., help="Job id, or a job array's id (arr_...)."),
     reason: str | None = typer.Option(None, help="Why (stored in the job's events)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Cancel a job in any non-final state; its allocations are released."""
+    """Cancel a job in any non-final state (an array: all its unfinished tasks); its
+    allocations are released."""
     with state.client() as client:
+        if job_id.startswith(ARRAY_PREFIX):
+            array = client.cancel_array(job_id, reason)
+            if as_json:
+                render.print_json(array)
+            else:
+                render.console.print(render.array_line(array))
+            return
         info = client.cancel_job(job_id, reason)
     if as_json:
         render.print_json(info)
     else:
         render.console.print(f"{info.id} {render.state(info.state)}")
+
+
+def array(
+    array_id: str = typer.Argument(..., help="Job array id (arr_...)."), as_json: bool = JsonOption
+) -> None:
+    """Show a job array: its tasks counted by state (list them: jobs --array ID)."""
+    with state.client() as client:
+        info = client.get_array(array_id)
+    if as_json:
+        render.print_json(info)
+        return
+    render.console.print(render.array_line(info))
+    render.console.print(f"  project {info.project}  owner {info.owner}")

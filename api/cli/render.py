@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..schemas import JobEnergyRead
+from ..schemas import ArrayRead, JobEnergyRead
 
 console = Console()
 err_console = Console(stderr=True)
@@ -91,3 +91,12 @@ def energy_rows(energy: JobEnergyRead) -> list[tuple[str, str]]:
     if energy.j_per_sample is not None:
         rows.append(("energy/sample", f"{energy.j_per_sample:.4g} J ({energy.samples_basis})"))
     return [(label, escape(text)) for label, text in rows]  # sources are data, not markup
+
+
+def array_line(array: ArrayRead) -> str:
+    """`arr_x (name): 50 tasks, at most 5 at once; 5 RUNNING, 45 QUEUED`, for humans."""
+    limit = f", at most {array.limit} at once" if array.limit else ""
+    counts = ", ".join(
+        f"{n} {state(s)}" for s, n in sorted(array.by_state.items(), key=lambda kv: -kv[1])
+    )
+    return f"[bold]{array.id}[/] ({escape(array.name)}): {array.tasks} tasks{limit}; {counts}"

@@ -21,6 +21,7 @@ from commonpool.scheduler.domain.states import JobState
 
 from ..schemas import (
     AllocationRead,
+    ArrayRead,
     AuditRead,
     EnergyReportIn,
     EnrollmentTokenRead,
@@ -131,13 +132,20 @@ class Client:
         states: tuple[str, ...] = (),
         owner: str | None = None,
         project: str | None = None,
+        array: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[JobRead]:
+        """One page of jobs, newest first; `array` keeps the tasks of that job array."""
         params: dict[str, Any] = {"limit": limit}
         if states:
             params["state"] = list(states)
-        for key, value in (("owner", owner), ("project", project), ("cursor", cursor)):
+        for key, value in (
+            ("owner", owner),
+            ("project", project),
+            ("array", array),
+            ("cursor", cursor),
+        ):
             if value:
                 params[key] = value
         return self._get(f"{API}/jobs", Page[JobRead], params=params)
@@ -154,6 +162,34 @@ class Client:
 
     def cancel_job(self, job_id: str, reason: str | None = None) -> JobRead:
         return self._post(f"{API}/jobs/{job_id}/cancel", JobRead, {"reason": reason})
+
+    # -- job arrays ---------------------------------------------------------
+    def submit_array(self, spec: JobSpec) -> ArrayRead:
+        """Submit a spec with `array` or `sweep`: all its tasks are queued, or none."""
+        return self._post(
+            f"{API}/arrays", ArrayRead, spec.model_dump(mode="json", exclude_unset=True)
+        )
+
+    def get_array(self, array_id: str) -> ArrayRead:
+        return self._get(f"{API}/arrays/{array_id}", ArrayRead)
+
+    def cancel_array(self, array_id: str, reason: str | None = None) -> ArrayRead:
+        """Cancel every task of the array that is not final yet."""
+        return self._post(f"{API}/arrays/{array_id}/cancel", ArrayRead, {"reason": reason})
+
+    def wait_array(
+        self, array_id: str, *, timeout_s: float = 86400, poll_s: float = 2.0
+    ) -> ArrayRead:
+        """Poll until every task is final (or raise TimeoutError)."""
+        deadline = time.monotonic() + timeout_s
+        final = {s.value for s in JobState if s.terminal}
+        while True:
+            array = self.get_array(array_id)
+            if set(array.by_state) <= final:
+                return array
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"array {array_id} not finished after {timeout_s:.0f}s")
+            time.sleep(poll_s)
 
     def job_events(self, job_id: str) -> list[EventRead]:
         return self._get_list(f"{API}/jobs/{job_id}/events", EventRead)

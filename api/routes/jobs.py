@@ -59,7 +59,12 @@ async def submit(
     )
     submit_working_dir(caller, spec.working_dir, request.app.state.settings.job_code_dirs)
     job = await in_write_unit(
-        request, svc.submit_job, spec, actor=caller.subject, require_project=True
+        request,
+        svc.submit_job,
+        spec,
+        actor=caller.subject,
+        require_project=True,
+        visible_projects=visible_projects(caller),
     )
     request.app.state.wake_scheduler()
     return job
@@ -73,6 +78,7 @@ def list_jobs(
     state: Annotated[list[JobState] | None, Query()] = None,
     owner: Annotated[str | None, Query(max_length=100)] = None,
     project: Annotated[str | None, Query(max_length=100)] = None,
+    array: Annotated[str | None, Query(max_length=40, description="Tasks of this array.")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Page[JobRead]:
@@ -82,6 +88,7 @@ def list_jobs(
         states=tuple(state or ()),
         owner=owner,
         project=project,
+        array=array,
         visible_projects=visible_projects(caller),
         limit=limit,
         cursor=cursor,

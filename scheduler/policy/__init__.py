@@ -4,10 +4,11 @@ Shared by the live scheduler loop and the trace simulator; no clock, SQL or Ray 
 """
 
 from .base import Policy
-from .plan import Placement, Plan, Preemption
+from .plan import Cancellation, Placement, Plan, Preemption
 from .registry import POLICY_NAMES, UnknownPolicyError, make_policy
 from .snapshot import (
     ClusterSnapshot,
+    DependencyView,
     JobView,
     NodeView,
     Resources,
@@ -17,7 +18,9 @@ from .snapshot import (
 
 __all__ = [
     "POLICY_NAMES",
+    "Cancellation",
     "ClusterSnapshot",
+    "DependencyView",
     "JobView",
     "NodeView",
     "Placement",

@@ -107,11 +107,9 @@ class CarbonPolicy:
         min_run_s: float = HOUR, min_pause_s: float = 2 * HOUR, review_s: float = HOUR,
         **base_options: Any,
     ) -> None:
-        from .registry import make_policy  # the registry imports this module
+        from .registry import make_unlayered  # the registry imports this module
 
-        self.base = (
-            make_policy(base, grow_after_s=None, **base_options) if isinstance(base, str) else base
-        )
+        self.base = make_unlayered(base, **base_options) if isinstance(base, str) else base
         self.name = f"{self.base.name}+carbon"
         self.min_gain = min_gain
         self.safety = safety

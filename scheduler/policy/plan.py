@@ -30,8 +30,22 @@ class Preemption:
 
 
 @dataclass(frozen=True, slots=True)
+class Cancellation:
+    """Cancel queued job ``job_id`` for good, for a human ``reason``.
+
+    For a job that can never start: a dependency ended in a state its condition rules out
+    (``afterok`` on a job that FAILED). The policy decides; the caller cancels, so the
+    decision stays pure and the simulator, which has no dependencies, may ignore it.
+    """
+
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
-    """One cycle's decisions; every queued job not placed has a pending reason."""
+    """One cycle's decisions; every queued job neither placed nor cancelled has a pending
+    reason."""
 
     placements: tuple[Placement, ...] = ()
     preemptions: tuple[Preemption, ...] = ()
@@ -39,3 +53,5 @@ class Plan:
     # Ask to be planned again by this time even if nothing else happens (e.g. a job deferred
     # to a cleaner window); None = only on events. The live loop plans often and can ignore it.
     review_at: float | None = None
+    # Queued jobs to cancel for good (see ``Cancellation``); only the ``gates`` layer adds any.
+    cancellations: tuple[Cancellation, ...] = ()

@@ -5,7 +5,9 @@ composes heterogeneity-aware GPU-type choice over any of them (``hetero`` alone 
 ``las+hetero``); ``+carbon`` composes carbon-aware timing and region choice over any name
 here, e.g. ``fifo+carbon``, ``fair+hetero+carbon`` (``carbon`` alone means ``las+carbon``).
 Backfill composes with fair share through ``fair`` (work-conserving
-already) and with FIFO as the ``backfill`` policy itself.
+already) and with FIFO as the ``backfill`` policy itself. Every policy ``make_policy``
+returns is wrapped in the layers every pool needs: ``gates`` (dependencies, array limits)
+outermost, then ``elastic`` (regrowth).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .carbon import CarbonPolicy
 from .elastic import GROW_AFTER_S, ElasticGrowth
 from .fair import FairPolicy
 from .fifo import FifoPolicy
+from .gates import Gates
 from .hetero import HeteroPolicy
 from .las import LasPolicy
 
@@ -64,13 +67,19 @@ def make_policy(name: str, *, grow_after_s: float | None = GROW_AFTER_S, **optio
     For ``X+hetero`` the ``throughputs`` option goes to the hetero layer, the rest to ``X``.
     For ``X+carbon`` the carbon layer's options (``CarbonPolicy``) are taken, the rest go to
     ``X``. Every policy regrows elastic jobs (``elastic.ElasticGrowth``) after
-    ``grow_after_s``; None leaves that layer out (as for a layer's own base policy).
+    ``grow_after_s`` (None leaves that layer out), and holds back jobs whose dependencies or
+    array limit forbid them to start (``gates.Gates``, always; outermost, so neither the
+    policy nor regrowth sees a held job).
     """
-    policy = _make(name, **options)
-    return policy if grow_after_s is None else ElasticGrowth(policy, grow_after_s)
+    policy = make_unlayered(name, **options)
+    if grow_after_s is not None:
+        policy = ElasticGrowth(policy, grow_after_s)
+    return Gates(policy)
 
 
-def _make(name: str, **options: Any) -> Policy:
+def make_unlayered(name: str, **options: Any) -> Policy:
+    """The named policy without the layers ``make_policy`` adds: for a layer's own base
+    policy (``+carbon``), which the outer layers already wrap."""
     key = name.strip().lower()
     if key == "carbon":
         key = f"las{CARBON_SUFFIX}"

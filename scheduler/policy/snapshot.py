@@ -77,6 +77,21 @@ class NodeView:
 
 
 @dataclass(frozen=True, slots=True)
+class DependencyView:
+    """Some of a job's dependencies: those with one `condition` whose job is now in `state`.
+
+    `condition` is `ok`, `any` or `fail` (see `spec.Dependency`), `state` a `JobState`
+    value, `count` how many dependencies share both, `job_id` one of them (named in
+    reasons). Grouped, so a task waiting on a 5,000-task array is a few views, not 5,000.
+    """
+
+    condition: str
+    state: str
+    job_id: str
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class JobView:
     """A job as the policy needs it: a gang of identical workers plus ordering facts."""
 
@@ -102,6 +117,13 @@ class JobView:
     carbon_aware: bool = False
     # Times the ``carbon`` layer has already suspended this job at a checkpoint.
     carbon_suspensions: int = 0
+    # A task of a job array or sweep: the array's id, the task's index, and how many tasks
+    # of the array may hold resources at once (None: no limit). Read by the ``gates`` layer.
+    array_id: str | None = None
+    array_index: int | None = None
+    array_limit: int | None = None
+    # What the job must wait for before it may start (``gates``); () for most jobs.
+    dependencies: tuple[DependencyView, ...] = ()
 
     @property
     def min_demand(self) -> Resources:

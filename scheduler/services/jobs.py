@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
-from ..domain.errors import NotFound, QueueQuotaExceeded, QuotaExceeded, StaleLease
+from ..domain.errors import (
+    Invalid,
+    InvalidTransition,
+    NotFound,
+    QueueQuotaExceeded,
+    QuotaExceeded,
+    StaleLease,
+)
 from ..domain.ids import new_id
 from ..domain.states import JobState
+from ..policy import Cancellation
 from ..spec import JobSpec
 from ..store.models import Allocation, Job, JobEvent, JobLogLine, JobMetric, Project, utcnow
 from ..store.transitions import transition_job
 from . import audit
 from .accounts import DEFAULT_PROJECT, get_project
+from .dependencies import record_dependencies, resolve_dependencies
 from .pagination import Page
 
 MAX_LOG_LINE_CHARS = 10_000
@@ -23,12 +33,89 @@ LOG_TRUNCATED = "[commonpool: log size cap reached; later lines are dropped]"
 
 
 def submit_job(
-    session: Session, spec: JobSpec, *, actor: str, require_project: bool = False
+    session: Session,
+    spec: JobSpec,
+    *,
+    actor: str,
+    require_project: bool = False,
+    visible_projects: frozenset[str] | None = None,
 ) -> Job:
-    """Insert a QUEUED job and its first event, within the project's quotas.
+    """Insert a QUEUED job, its first event and its dependencies, within the project's quotas.
 
     `require_project`: the project must exist (the API's rule); direct
     callers (simulations, tests) may charge projects that have no row.
+    `visible_projects` (None: all): the jobs named in `after` must be of
+    these projects, as the caller could read them (see `dependencies`).
+    An array or sweep is refused: it is many jobs (`services.arrays`).
+    """
+    if spec.is_array:
+        raise Invalid(
+            f"job {spec.name!r} has `array` or `sweep`, which makes many jobs: submit it as "
+            "a job array (POST /api/v1/arrays, `commonpool submit`); nothing was written",
+            field="array" if spec.array is not None else "sweep",
+        )
+    project_name = charge_project(session, spec, require_project=require_project)
+    waits_for = resolve_dependencies(session, spec.after, visible_projects=visible_projects)
+    job = Job(id=new_id("job"), **job_columns(spec, project_name, submitted_at=utcnow()))
+    session.add(job)
+    session.add(JobEvent(**submitted_event(job.id, actor)))
+    session.flush()
+    record_dependencies(session, [job.id], waits_for)
+    audit.record(session, actor, "job.submit", job.id, project=project_name)
+    return job
+
+
+def job_columns(spec: JobSpec, project: str, *, submitted_at: datetime) -> dict[str, Any]:
+    """The columns of a new QUEUED job of `spec` (all but its id and array place).
+
+    One mapping for both paths, so a single job and each task of an array
+    are stored alike: a field added to the spec is added here once.
+    """
+    return {
+        "name": spec.name,
+        "owner": spec.owner or "anonymous",
+        "project": project,
+        "priority": spec.priority,
+        "state": JobState.QUEUED.value,
+        "kind": spec.kind,
+        "entrypoint": spec.entrypoint,
+        "command": spec.command,
+        "args": spec.args,
+        "working_dir": spec.working_dir,
+        "env": dict(spec.env),
+        "workers_min": spec.workers.min,
+        "workers_max": spec.workers.max,
+        "cpus_per_worker": spec.resources.cpus,
+        "memory_bytes_per_worker": spec.resources.memory_bytes,
+        "gpus_per_worker": spec.resources.gpus,
+        "gpu_type": spec.resources.gpu_type,
+        "label_selector": dict(spec.label_selector),
+        "max_runtime_s": spec.max_runtime_s,
+        "deadline_at": spec.deadline,
+        "max_attempts": spec.max_attempts,
+        "framework": spec.framework,
+        "carbon": spec.carbon,
+        "submitted_at": submitted_at,
+        "metrics": {},
+    }
+
+
+def submitted_event(job_id: str, actor: str) -> dict[str, Any]:
+    """The columns of a new job's first event."""
+    return {
+        "job_id": job_id,
+        "from_state": None,
+        "to_state": JobState.QUEUED.value,
+        "actor": actor,
+        "reason": "submitted",
+    }
+
+
+def charge_project(session: Session, spec: JobSpec, *, require_project: bool, jobs: int = 1) -> str:
+    """The project a submit of `jobs` jobs of `spec` is charged to, once its quotas allow.
+
+    The project row is locked for the rest of the transaction, so concurrent
+    submits cannot both take the last queue slots.
     """
     project_name = spec.project or DEFAULT_PROJECT
     project = (
@@ -37,56 +124,17 @@ def submit_job(
         else session.scalar(select(Project).where(Project.name == project_name).with_for_update())
     )
     if project is not None:
-        check_submit_quota(session, project, spec)
-    job = Job(
-        id=new_id("job"),
-        name=spec.name,
-        owner=spec.owner or "anonymous",
-        project=project_name,
-        priority=spec.priority,
-        state=JobState.QUEUED.value,
-        kind=spec.kind,
-        entrypoint=spec.entrypoint,
-        command=spec.command,
-        args=spec.args,
-        working_dir=spec.working_dir,
-        env=dict(spec.env),
-        workers_min=spec.workers.min,
-        workers_max=spec.workers.max,
-        cpus_per_worker=spec.resources.cpus,
-        memory_bytes_per_worker=spec.resources.memory_bytes,
-        gpus_per_worker=spec.resources.gpus,
-        gpu_type=spec.resources.gpu_type,
-        label_selector=dict(spec.label_selector),
-        max_runtime_s=spec.max_runtime_s,
-        deadline_at=spec.deadline,
-        max_attempts=spec.max_attempts,
-        framework=spec.framework,
-        carbon=spec.carbon,
-        submitted_at=utcnow(),
-        metrics={},
-    )
-    session.add(job)
-    session.add(
-        JobEvent(
-            job_id=job.id,
-            from_state=None,
-            to_state=JobState.QUEUED.value,
-            actor=actor,
-            reason="submitted",
-        )
-    )
-    session.flush()
-    audit.record(session, actor, "job.submit", job.id, project=project_name)
-    return job
+        check_submit_quota(session, project, spec, jobs=jobs)
+    return project_name
 
 
-def check_submit_quota(session: Session, project: Project, spec: JobSpec) -> None:
-    """Refuse, before anything is written, a job the project's quotas forbid.
+def check_submit_quota(session: Session, project: Project, spec: JobSpec, *, jobs: int = 1) -> None:
+    """Refuse, before anything is written, `jobs` jobs of `spec` the project's quotas forbid.
 
-    A job larger than the project's CPU/GPU quota could never start (403); a
-    full queue is temporary (429). The project row is locked by the caller,
-    so concurrent submits cannot both take the last queue slot.
+    A job larger than the project's CPU/GPU quota could never start (403), nor
+    could an array with more tasks than the queue quota; a full queue is
+    temporary (429). The project row is locked by the caller, so concurrent
+    submits cannot both take the last queue slot.
     """
     need_cpus = spec.workers.min * spec.resources.cpus
     need_gpus = spec.workers.min * spec.resources.gpus
@@ -102,19 +150,30 @@ def check_submit_quota(session: Session, project: Project, spec: JobSpec) -> Non
             f"at most {project.max_gpus}",
             project=project.name,
         )
-    if project.max_queued_jobs is not None:
-        queued = session.scalar(
+    if project.max_queued_jobs is None:
+        return
+    if jobs > project.max_queued_jobs:
+        raise QuotaExceeded(
+            f"the array has {jobs} tasks; project {project.name!r} may queue at most "
+            f"{project.max_queued_jobs} jobs",
+            project=project.name,
+        )
+    queued = (
+        session.scalar(
             select(func.count())
             .select_from(Job)
             .where(Job.project == project.name, Job.state == JobState.QUEUED.value)
         )
-        if (queued or 0) >= project.max_queued_jobs:
-            raise QueueQuotaExceeded(
-                f"project {project.name!r} already has {queued} queued jobs "
-                f"(quota {project.max_queued_jobs}); retry when some have started",
-                project=project.name,
-                retry_after_s=30,
-            )
+        or 0
+    )
+    if queued + jobs > project.max_queued_jobs:
+        what = "" if jobs == 1 else f"; {jobs} more would pass it"
+        raise QueueQuotaExceeded(
+            f"project {project.name!r} already has {queued} queued jobs "
+            f"(quota {project.max_queued_jobs}{what}); retry when some have started",
+            project=project.name,
+            retry_after_s=30,
+        )
 
 
 def get_job(session: Session, job_id: str) -> Job:
@@ -130,12 +189,14 @@ def list_jobs(
     states: Sequence[JobState] = (),
     owner: str | None = None,
     project: str | None = None,
+    array: str | None = None,
     visible_projects: frozenset[str] | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> Page[Job]:
     """Newest first; `cursor` is the id of the last job of the previous page.
 
+    `array` keeps the tasks of one job array (their ids sort by index).
     `visible_projects` (None: all) confines the listing to the caller's projects.
     """
     stmt = select(Job).order_by(Job.id.desc()).limit(limit + 1)
@@ -145,6 +206,8 @@ def list_jobs(
         stmt = stmt.where(Job.owner == owner)
     if project:
         stmt = stmt.where(Job.project == project)
+    if array:
+        stmt = stmt.where(Job.array_id == array)
     if visible_projects is not None:
         stmt = stmt.where(Job.project.in_(sorted(visible_projects)))
     if cursor:
@@ -172,11 +235,35 @@ def cancel_job(session: Session, job_id: str, *, actor: str, reason: str | None 
     return job
 
 
+def apply_cancellations(
+    session: Session, cancellations: Iterable[Cancellation], *, actor: str = "scheduler"
+) -> list[str]:
+    """Cancel the jobs a policy found can never start (a dependency ended the wrong way).
+
+    A job that left QUEUED meanwhile (a user cancelled it) is skipped, not an
+    error: the decision was about a state that no longer holds. Nothing is
+    written for a skipped job (the guarded transition refuses before writing).
+    """
+    cancelled: list[str] = []
+    for cancellation in cancellations:
+        try:
+            cancel_job(session, cancellation.job_id, actor=actor, reason=cancellation.reason)
+        except (InvalidTransition, NotFound):
+            continue
+        cancelled.append(cancellation.job_id)
+    return cancelled
+
+
 def release_allocations(session: Session, job_id: str) -> int:
     """Mark the job's active allocations released; returns how many."""
+    return release_allocations_where(session, Allocation.job_id == job_id)
+
+
+def release_allocations_where(session: Session, jobs: ColumnElement[bool]) -> int:
+    """Mark released the active allocations matching `jobs` (a condition on Allocation)."""
     result = session.execute(
         update(Allocation)
-        .where(Allocation.job_id == job_id, Allocation.released_at.is_(None))
+        .where(jobs, Allocation.released_at.is_(None))
         .values(released_at=utcnow())
         .execution_options(synchronize_session=False)
     )

@@ -193,6 +193,7 @@ class Simulator:
                 plan = self.policy.plan(snap)
                 result.plans += 1
                 last_plan, dirty, review_at = t, False, plan.review_at
+                # plan.cancellations is always empty here: trace jobs have no dependencies.
                 for pre in plan.preemptions:
                     j = running.pop(pre.job_id)
                     self._stop(j, t, checkpoint=t)

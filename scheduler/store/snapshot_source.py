@@ -1,7 +1,9 @@
 """Builds the policy's `ClusterSnapshot` from the registry.
 
-Three queries per cycle (schedulable nodes with their used resources, queued
-jobs, running jobs with allocations), never one per job or node.
+Four queries per cycle (schedulable nodes with their used resources, queued
+jobs (of an array with a running limit, only as many tasks as the limit),
+queued jobs' dependencies grouped by condition and state, running jobs with
+allocations), never one per job or node.
 """
 
 from __future__ import annotations
@@ -11,18 +13,26 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ..domain.states import JobState, NodeState
-from ..policy import ClusterSnapshot, JobView, NodeView, Resources, RunningJobView, WorkerSlot
-from .models import Allocation, Job, Node, Project
+from ..policy import (
+    ClusterSnapshot,
+    DependencyView,
+    JobView,
+    NodeView,
+    Resources,
+    RunningJobView,
+    WorkerSlot,
+)
+from .models import Allocation, Job, JobDependency, Node, Project
 
 
 def _ts(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
 
-def job_view(job: Job) -> JobView:
+def job_view(job: Job, dependencies: tuple[DependencyView, ...] = ()) -> JobView:
     return JobView(
         id=job.id,
         per_worker=Resources(job.cpus_per_worker, job.memory_bytes_per_worker, job.gpus_per_worker),
@@ -38,6 +48,10 @@ def job_view(job: Job) -> JobView:
         estimated_runtime_s=float(job.max_runtime_s) if job.max_runtime_s else None,
         carbon_aware=job.carbon == "aware",
         carbon_suspensions=job.carbon_suspensions,
+        array_id=job.array_id,
+        array_index=job.array_index,
+        array_limit=job.array_limit,
+        dependencies=dependencies,
     )
 
 
@@ -85,26 +99,68 @@ def load_snapshot(
             )
         )
     eligible = datetime.fromtimestamp(now, UTC)
+    waiting = (Job.state == JobState.QUEUED.value) & (
+        # after a failed attempt a job waits out its requeue backoff (unseen by policies)
+        Job.eligible_at.is_(None) | (Job.eligible_at <= eligible)
+    )
+    # The gates admit at most `array_limit` tasks of an array a cycle, lowest index first:
+    # loading no more of them keeps a 10,000-task `%5` array from filling the queue window
+    # and hiding every job submitted after it.
+    rank = (
+        select(
+            Job.id,
+            func.row_number()
+            .over(partition_by=Job.array_id, order_by=(Job.array_index, Job.id))
+            .label("rank"),
+        )
+        .where(waiting, Job.array_limit.is_not(None))
+        .subquery()
+    )
     queued = session.scalars(
         select(Job)
-        .where(
-            Job.state == JobState.QUEUED.value,
-            # after a failed attempt a job waits out its requeue backoff (unseen by policies)
-            Job.eligible_at.is_(None) | (Job.eligible_at <= eligible),
-        )
+        .outerjoin(rank, rank.c.id == Job.id)
+        .where(waiting, Job.array_limit.is_(None) | (rank.c.rank <= Job.array_limit))
         .order_by(Job.priority.desc(), Job.submitted_at, Job.id)
         .limit(queue_limit)
     ).all()
+    dependencies = _dependencies(session)
     return ClusterSnapshot(
         now=now,
         nodes=tuple(nodes),
-        queued=tuple(job_view(j) for j in queued),
+        queued=tuple(job_view(j, dependencies.get(j.id, ())) for j in queued),
         running=_running(session),
         carbon_forecast=dict(forecasts({n.region for n in nodes if n.region}, now))
         if forecasts
         else {},
         project_weights=dict(session.execute(select(Project.name, Project.weight)).all()),
     )
+
+
+def _dependencies(session: Session) -> dict[str, tuple[DependencyView, ...]]:
+    """Queued jobs' dependencies, one view per (job, condition, state of the dependency).
+
+    Grouped in SQL, so a task that waits on a whole array costs a few rows, not one per
+    task of that array; the `gates` policy layer decides what the states mean.
+    """
+    waiter, dep = aliased(Job), aliased(Job)
+    rows = session.execute(
+        select(
+            JobDependency.job_id,
+            JobDependency.condition,
+            dep.state,
+            func.min(JobDependency.depends_on),
+            func.count(),
+        )
+        .join(waiter, waiter.id == JobDependency.job_id)
+        .join(dep, dep.id == JobDependency.depends_on)
+        .where(waiter.state == JobState.QUEUED.value)
+        .group_by(JobDependency.job_id, JobDependency.condition, dep.state)
+        .order_by(JobDependency.job_id, JobDependency.condition, dep.state)
+    ).all()
+    views: dict[str, list[DependencyView]] = defaultdict(list)
+    for job_id, condition, state, example, count in rows:
+        views[job_id].append(DependencyView(condition, state, example, count))
+    return {job_id: tuple(v) for job_id, v in views.items()}
 
 
 def _running(session: Session) -> tuple[RunningJobView, ...]:

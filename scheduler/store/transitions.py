@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.errors import InvalidTransition, NotFound
@@ -45,6 +45,50 @@ def transition_job(
         )
     )
     return JobState(previous)
+
+
+def transition_jobs(
+    session: Session,
+    where: ColumnElement[bool],
+    target: JobState,
+    *,
+    actor: str,
+    reason: str | None = None,
+    **values: Any,
+) -> list[tuple[str, JobState]]:
+    """Move every job matching `where` that may move to `target`; returns (id, state left).
+
+    For many jobs at once (cancelling a 10,000-task array): one guarded
+    `UPDATE ... WHERE state = :source RETURNING id` per allowed source state
+    instead of a read and an UPDATE per job, and the events in one insert.
+    Each UPDATE names the state it moves from, so every event's `from_state`
+    is true; jobs in other states (final ones) are left alone.
+    """
+    moved: list[tuple[str, JobState]] = []
+    for source in sorted(job_sources(target)):
+        ids = session.scalars(
+            update(Job)
+            .where(where, Job.state == source.value)
+            .values(state=target.value, updated_at=utcnow(), **values)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        moved.extend((job_id, source) for job_id in ids)
+    if moved:
+        session.execute(
+            insert(JobEvent),
+            [
+                {
+                    "job_id": job_id,
+                    "from_state": source.value,
+                    "to_state": target.value,
+                    "actor": actor,
+                    "reason": reason,
+                }
+                for job_id, source in moved
+            ],
+        )
+    return moved
 
 
 def transition_node(

@@ -25,6 +25,7 @@ from commonpool.scheduler.config import Settings
 from commonpool.scheduler.domain.ids import new_id
 from commonpool.scheduler.domain.principal import Role, Scope
 from commonpool.scheduler.services import accounts
+from commonpool.scheduler.services.arrays import submit_array
 from commonpool.scheduler.services.jobs import submit_job
 from commonpool.scheduler.services.nodes import create_enrollment_token
 from commonpool.scheduler.store.models import ApiToken, utcnow
@@ -67,6 +68,11 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/api/v1/jobs/{job_id}/metrics"): expect(201, ("job_a", "admin")),
     ("GET", "/api/v1/jobs/{job_id}/metrics"): JOB_READ,
     ("GET", "/api/v1/jobs/{job_id}/energy"): JOB_READ,
+    ("POST", "/api/v1/arrays"): expect(201, ("user_a", "member_a", "padmin_a", "admin")),
+    ("GET", "/api/v1/arrays/{array_id}"): JOB_READ,
+    ("POST", "/api/v1/arrays/{array_id}/cancel"): expect(
+        200, ("user_a", "padmin_a", "admin"), user_b=404
+    ),
     ("GET", "/api/v1/whoami"): expect(200, CALLERS),
     ("GET", "/api/v1/admin/users"): ADMIN_ONLY,
     ("POST", "/api/v1/admin/users"): expect(201, "admin"),
@@ -184,6 +190,9 @@ class Pool:
     def world(self) -> World:
         with self.db.unit_of_work() as s:
             job = submit_job(s, job_spec(project="proj-a", owner="user_a"), actor="user_a")
+            array = submit_array(
+                s, job_spec(project="proj-a", owner="user_a", array="0-1"), actor="user_a"
+            )
             node_n, cred_n = online_node(s, name="n")
             _, cred_m = online_node(s, name="m")
             temp = f"tmp-{new_id('u')[-8:]}"
@@ -194,6 +203,7 @@ class Pool:
             job_token = accounts.mint_job_token(s, job.id, job.attempt)
             ids = {
                 "job_id": job.id,
+                "array_id": array.id,
                 "node_id": node_n.id,
                 "project": "proj-a",
                 "user": temp,
@@ -215,6 +225,12 @@ BODIES: dict[tuple[str, str], Callable[[dict[str, str]], Any]] = {
         "name": "m",
         "entrypoint": "a.b:c",
         "project": "proj-a",
+    },
+    ("POST", "/api/v1/arrays"): lambda ids: {
+        "name": "m",
+        "entrypoint": "a.b:c",
+        "project": "proj-a",
+        "array": "1-2",
     },
     ("POST", "/api/v1/jobs/{job_id}/logs"): lambda ids: {"lines": [{"line": "hello"}]},
     ("POST", "/api/v1/jobs/{job_id}/metrics"): lambda ids: {"step": 1, "values": {"loss": 1.0}},

@@ -52,6 +52,25 @@ SPECIFIC: dict[str, list[dict[str, object]]] = {
         {**GOOD_JOB, "extra": True},
     ],
     "/api/v1/jobs/{job_id}/cancel": [{"reason": 5}, {"reason": "x" * 10_000}],
+    "/api/v1/arrays": [
+        GOOD_JOB,  # no array or sweep: a single job belongs to /jobs
+        {**GOOD_JOB, "array": "1-"},
+        {**GOOD_JOB, "array": "5-1"},
+        {**GOOD_JOB, "array": "1-3%0"},
+        {**GOOD_JOB, "array": "0-20000"},
+        {**GOOD_JOB, "array": "1,1"},
+        {**GOOD_JOB, "array": "1-3%2", "max_running": 2},
+        {**GOOD_JOB, "array": "1-3", "sweep": {"x": [1]}},
+        {**GOOD_JOB, "max_running": 2},
+        {**GOOD_JOB, "sweep": {"bad key": [1]}},
+        {**GOOD_JOB, "sweep": {"x": []}},
+        {**GOOD_JOB, "sweep": {"lr": [1], "LR": [2]}},
+        {**GOOD_JOB, "sweep": {"a": list(range(200)), "b": list(range(200))}},
+        {**GOOD_JOB, "array": "1-2", "after": [{"job": "../etc"}]},
+        {**GOOD_JOB, "array": "1-2", "after": [{"job": "job_nope"}]},
+        {**GOOD_JOB, "array": "1-2", "after": [{"job": "arr_nope", "type": "maybe"}]},
+    ],
+    "/api/v1/arrays/{array_id}/cancel": [{"reason": 5}, {"reason": "x" * 10_000}],
     "/api/v1/jobs/{job_id}/logs": [
         {"lines": [{"stream": "evil", "line": "x"}]},
         {"lines": "nope"},
@@ -100,6 +119,7 @@ def client(app: FastAPI, admin_headers: dict[str, str]) -> Iterator[TestClient]:
 @pytest.fixture
 def ids(client: TestClient) -> dict[str, str]:
     job_id = client.post("/api/v1/jobs", json=GOOD_JOB).json()["id"]
+    array_id = client.post("/api/v1/arrays", json={**GOOD_JOB, "array": "0-1"}).json()["id"]
     token = client.post("/api/v1/enrollment-tokens", json={}).json()["token"]
     enrolled = client.post("/api/v1/nodes/enroll", json={
         "token": token, "name": "n", "cpus": 2, "memory_bytes": 2**30}).json()
@@ -108,7 +128,8 @@ def ids(client: TestClient) -> dict[str, str]:
     client.post(f"/api/v1/nodes/{node_id}/heartbeat", json={"epoch": 1},
                 headers={"Authorization": credential})
     # Revoking takes no body: aim it at no token, so no case can change anything.
-    return {"job_id": job_id, "node_id": node_id, "token_id": "tok_none", "agent": credential}
+    return {"job_id": job_id, "array_id": array_id, "node_id": node_id, "token_id": "tok_none",
+            "agent": credential}
 
 
 def _post_routes(app: FastAPI) -> set[str]:

@@ -91,6 +91,11 @@ def real(client: TestClient) -> dict[str, Any]:
     job = ok(client.post("/api/v1/jobs", json={"name": "live", "entrypoint": "a.b:c"}))["id"]
     done = ok(client.post("/api/v1/jobs", json={"name": "done", "entrypoint": "a.b:c"}))["id"]
     ok(client.post(f"/api/v1/jobs/{done}/cancel", json={}))
+    array = ok(
+        client.post(
+            "/api/v1/arrays", json={"name": "tasks", "entrypoint": "a.b:c", "array": "0-2%1"}
+        )
+    )["id"]
     ok(client.post("/api/v1/admin/users", json={"name": "alice"}))
     ok(client.put("/api/v1/projects/default/members/alice", json={"role": "member"}))
     spare = ok(client.post("/api/v1/admin/tokens", json={"user": "alice"}))["id"]
@@ -108,6 +113,7 @@ def real(client: TestClient) -> dict[str, Any]:
     return {
         "ids": {
             "job_id": [job, done],
+            "array_id": [array],
             "node_id": [node],
             "project": ["default"],
             "user": ["alice"],
