@@ -42,7 +42,7 @@ from commonpool.workers.ray_node import (
     start_ray_node,
     write_token_file,
 )
-from commonpool.workers.runner.ray_jobs import RayJobsRunner, default_storage
+from commonpool.workers.runner.ray_jobs import RayJobsRunner, Storage, default_storage, is_uri
 from commonpool.workers.sandbox import JobSandbox, share_dir
 
 from .app import create_app
@@ -214,11 +214,11 @@ class LocalPool:
             "COMMONPOOL_POLICY": settings.policy,
         }
 
-    def _checkpoint_storage(self) -> Path:
+    def _checkpoint_storage(self) -> Storage:
         """Where jobs checkpoint; with a job user, shared with it: its workers write there."""
         storage = default_storage(self.state_dir)
-        if self.job_user:
-            share_dir(storage, JobSandbox.for_user(self.job_user))
+        if self.job_user and not is_uri(storage):
+            share_dir(Path(storage), JobSandbox.for_user(self.job_user))
         return storage
 
     def _spawn(self, target: object, name: str) -> None:

@@ -58,9 +58,14 @@ def compress(
 
     from commonpool.workers.compress.job import pipeline_config, resolve_checkpoint
     from commonpool.workers.compress.pipeline import run_pipeline
-    from commonpool.workers.runner.ray_jobs import default_storage
+    from commonpool.workers.runner.ray_jobs import default_storage, is_uri
 
     store = storage or default_storage(get_settings().state_dir)
+    if checkpoint is None and is_uri(store):
+        raise typer.BadParameter(
+            f"checkpoint storage {store} is an object store: copy the job's checkpoint "
+            "folder here and give it with --checkpoint", param_hint="--storage",
+        )
     path, source = resolve_checkpoint(
         {"checkpoint": checkpoint, "source_job": source_job, "storage": str(store)}
     )

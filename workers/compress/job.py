@@ -34,6 +34,9 @@ def resolve_checkpoint(args: dict[str, Any]) -> tuple[Path, str]:
     storage = args.get("storage") or os.environ.get(ENV_STORAGE)
     if not source or not storage:
         raise ValueError("compress needs `source_job` (and a checkpoint storage) or `checkpoint`")
+    if "://" in str(storage):
+        raise ValueError(f"compress reads checkpoints from a folder, not {storage}: "
+                         "give `checkpoint` (a copied model.pt)")
     return find_latest_checkpoint(storage, source), source
 
 

@@ -71,7 +71,7 @@ def command_failure(headline: str, exit_code: int | None) -> str:
 
 class RayJobsRunner:
     def __init__(
-        self, dashboard_url: str, storage_path: Path, auth_token: str | None = None
+        self, dashboard_url: str, storage_path: Storage, auth_token: str | None = None
     ) -> None:
         from ray.job_submission import JobSubmissionClient
 
@@ -96,7 +96,8 @@ class RayJobsRunner:
         if request.kind == "command":
             self._submit_command(request, ref, metadata)
             return ref
-        self.storage_path.mkdir(parents=True, exist_ok=True)
+        if not is_uri(self.storage_path):  # Ray Train creates the run's prefix in a bucket
+            Path(self.storage_path).mkdir(parents=True, exist_ok=True)
         env_vars = {
             **request.env,
             # Train health checks at 0.5 s: a run ends ~1.5 s after its last epoch, not ~6 s.
@@ -241,6 +242,22 @@ class RayJobsRunner:
         self._ddp_refs.discard(ref)
 
 
-def default_storage(state_dir: Path) -> Path:
-    """Checkpoints on a path every node can reach: on one machine, a pool-local folder."""
-    return Path(os.environ.get("COMMONPOOL_CHECKPOINT_STORAGE", state_dir / "checkpoints"))
+Storage = Path | str  # a folder every node mounts, or an object store URI (s3://, gs://...)
+
+
+def is_uri(storage: Storage) -> bool:
+    """An object store (or other pyarrow file system) URI rather than a local folder."""
+    return isinstance(storage, str) and "://" in storage
+
+
+def default_storage(state_dir: Path) -> Storage:
+    """Where jobs checkpoint: a place every node can reach.
+
+    `COMMONPOOL_CHECKPOINT_STORAGE` may be a URI (`s3://bucket/pool`, as Ray Train
+    takes it: in production no node shares a disk) or a folder mounted at the same
+    path on every node; without it, on one machine, `<state_dir>/checkpoints`.
+    """
+    configured = os.environ.get("COMMONPOOL_CHECKPOINT_STORAGE")
+    if configured and is_uri(configured):
+        return configured
+    return Path(configured) if configured else state_dir / "checkpoints"
