@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from commonpool.scheduler.config import default_state_dir, get_settings
 from commonpool.scheduler.domain.states import JobState
+from commonpool.scheduler.services.accounts import DEFAULT_PROJECT
 from commonpool.scheduler.spec import JobSpec
 
 from ..client.sdk import Client
@@ -87,8 +88,7 @@ def demo(
             workers=agents,
             resources={"cpus": 1},
             args={"epochs": epochs},
-            project="demo",
-            owner="demo",
+            project=DEFAULT_PROJECT,  # the project the first-run bootstrap makes
         )
         job = client.submit_job(spec)
         render.console.print(f"submitted [bold]{job.id}[/] through {pool.url}/api/v1/jobs")
