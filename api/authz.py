@@ -29,6 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from commonpool.scheduler.domain.errors import Forbidden, NotFound
 from commonpool.scheduler.domain.principal import Principal, PrincipalKind, Scope
+from commonpool.scheduler.spec import JobSpec
 
 from .authentication import JobFacts, bearer_secret
 
@@ -295,6 +296,22 @@ def submit_working_dir(
             "pool's job code folders (job_code_dirs); give a remote URI (s3://, gs://, "
             "https://...zip) or ask an admin"
         )
+
+
+def authorized_submission(
+    principal: Principal, spec: JobSpec, job_code_dirs: Sequence[Path]
+) -> JobSpec:
+    """The spec as the caller may submit it (a job or an array alike): charged to one of
+    the caller's projects, owned by the caller (unless an admin names another), and
+    shipping only code the caller may ship. Refuses (403) before anything is written."""
+    authorized = spec.model_copy(
+        update={
+            "project": submit_project(principal, spec.project),
+            "owner": submit_owner(principal, spec.owner),
+        }
+    )
+    submit_working_dir(principal, spec.working_dir, job_code_dirs)
+    return authorized
 
 
 def visible_projects(principal: Principal) -> frozenset[str] | None:

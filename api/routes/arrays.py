@@ -18,9 +18,7 @@ from ..authz import (
     ARRAY_READ,
     JOBS_SUBMIT,
     authorize,
-    submit_owner,
-    submit_project,
-    submit_working_dir,
+    authorized_submission,
     visible_projects,
 )
 from ..deps import ReadSession, WriteSession, in_write_unit
@@ -34,13 +32,7 @@ async def submit(
     spec: JobSpec, request: Request, caller: Annotated[Principal, authorize(JOBS_SUBMIT)]
 ) -> ArrayRead:
     """Every task in one transaction: all are queued, or (over a quota) none."""
-    spec = spec.model_copy(
-        update={
-            "project": submit_project(caller, spec.project),
-            "owner": submit_owner(caller, spec.owner),
-        }
-    )
-    submit_working_dir(caller, spec.working_dir, request.app.state.settings.job_code_dirs)
+    spec = authorized_submission(caller, spec, request.app.state.settings.job_code_dirs)
     summary = await in_write_unit(
         request,
         svc.submit_array,

@@ -21,9 +21,7 @@ from ..authz import (
     JOBS_READ,
     JOBS_SUBMIT,
     authorize,
-    submit_owner,
-    submit_project,
-    submit_working_dir,
+    authorized_submission,
     visible_projects,
 )
 from ..deps import ReadSession, SettingsDep, WriteSession, get_db, in_write_unit
@@ -51,13 +49,7 @@ async def submit(
     spec: JobSpec, request: Request, caller: Annotated[Principal, authorize(JOBS_SUBMIT)]
 ) -> JobRead:
     """The hot path: the whole unit of work runs in a single worker-thread hop."""
-    spec = spec.model_copy(
-        update={
-            "project": submit_project(caller, spec.project),
-            "owner": submit_owner(caller, spec.owner),
-        }
-    )
-    submit_working_dir(caller, spec.working_dir, request.app.state.settings.job_code_dirs)
+    spec = authorized_submission(caller, spec, request.app.state.settings.job_code_dirs)
     job = await in_write_unit(
         request,
         svc.submit_job,
