@@ -42,7 +42,8 @@ from commonpool.workers.ray_node import (
     start_ray_node,
     write_token_file,
 )
-from commonpool.workers.runner.ray_jobs import RayJobsRunner, Storage, default_storage, is_uri
+from commonpool.workers.runner.ray_jobs import Storage, default_storage, is_uri
+from commonpool.workers.runner.ray_pool import RayPoolRunner, ray_runner
 from commonpool.workers.sandbox import JobSandbox, share_dir
 
 from .app import create_app
@@ -97,6 +98,7 @@ class LocalPool:
         self.node_ids: list[str] = []
         self.server: uvicorn.Server | None = None
         self.loop: SchedulerLoop | None = None
+        self.runner: RayPoolRunner | None = None
         self.settings: Settings | None = None
         self._log_file: IO[str] | None = None
         self.db: Database | None = None
@@ -160,10 +162,8 @@ class LocalPool:
             self._scheduler_lock.acquire()
         self.db = Database(make_engine(settings.resolved_database_url))
         self.admin_token = local_admin_token(self.db, self.token_file)
-        runner = RayJobsRunner(
-            settings.ray_dashboard_url,
-            self._checkpoint_storage(),
-            auth_token=settings.ray_auth_token,
+        runner = self.runner = ray_runner(
+            settings, self._checkpoint_storage(), head_temp_dir=self.ray_temp
         )
         self.loop = SchedulerLoop(
             self.db,
@@ -210,6 +210,7 @@ class LocalPool:
             "COMMONPOOL_DATABASE_URL": settings.resolved_database_url,
             "COMMONPOOL_SERVER_URL": self.url,
             "COMMONPOOL_RAY_DASHBOARD_URL": settings.ray_dashboard_url,
+            "COMMONPOOL_RAY_ADDRESS": settings.ray_address,
             "COMMONPOOL_RAY_AUTH_TOKEN_FILE": str(settings.ray_auth_token_file or ""),
             "COMMONPOOL_POLICY": settings.policy,
         }
@@ -321,6 +322,8 @@ class LocalPool:
             self.server.should_exit = True
         for thread in self._threads:
             thread.join(timeout=10)
+        if self.runner is not None:
+            self.runner.close()
         if self.head is not None:
             self.head.stop()
         if self.db is not None:

@@ -5,16 +5,19 @@ each registry write guarded (compare-and-set), so a crash between phases
 only repeats idempotent work:
 1. stop runs of jobs that were cancelled or preempted (any recorded ref that
    is not the current attempt's run of a PLACED/STARTING/RUNNING job);
-2. launch PLACED jobs: record the run's ref (`ports.run_ref`) first, then
-   launch (or adopt), then PLACED -> STARTING. A scheduler killed between the
-   launch and the transition leaves a recorded ref: the run is adopted if the
-   job is still PLACED, stopped if it was cancelled meanwhile - never orphaned;
-3. poll STARTING/RUNNING runs: forward new log lines, and record the end
-   (SUCCEEDED/FAILED) with the allocations released in the same transaction.
+2. launch PLACED jobs: record the run's ref (`Runner.ref_for`, derived from
+   `ports.run_ref`) first, then launch (or adopt), then PLACED -> STARTING for
+   the whole batch in one transaction. A scheduler killed between the launch
+   and the transition leaves a recorded ref: the run is adopted if the job is
+   still PLACED, stopped if it was cancelled meanwhile - never orphaned;
+3. poll STARTING/RUNNING runs (each at most every `poll_interval_s`, and at
+   once when the runner reports it ended: `Runner.ended_refs`): forward new
+   log lines, and record the ends (SUCCEEDED/FAILED) with the allocations
+   released, the whole batch's output and successes in one transaction.
 RUNNING itself is set when a ddp job reports its first step (see
 `services.jobs.record_metrics`), which is when training really runs. A
 command job reports no steps: it is RUNNING once a poll finds its run
-running (one that ends between two polls goes from STARTING to its end).
+running or ended, with the time its process started when the runner knows it.
 A failed command's exit reason starts with its runner's headline (`exit code N`).
 """
 
@@ -23,13 +26,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .domain.errors import InvalidTransition
 from .domain.states import JobState
-from .ports import LaunchRequest, Runner, RunStatus, WorkerPlacement, run_ref
+from .ports import LaunchRequest, Runner, RunReport, RunStatus, WorkerPlacement, is_run_of
 from .services.accounts import mint_job_token
 from .services.jobs import append_logs, list_allocations, release_allocations
 from .services.nodes import lose_node
@@ -106,6 +110,13 @@ class Launcher:
         self.log_max_bytes = log_max_bytes
         self.ca_pem = ca_pem
         self.backoff = backoff
+        self._forget: list[str] = []
+
+    def wake_on_run_end(self, wake: Callable[[], None]) -> None:
+        """Have the runner call `wake` when it learns that a run ended (runners that push
+        ends expose `on_run_end`; the others are polled)."""
+        if hasattr(self.runner, "on_run_end"):
+            self.runner.on_run_end = wake
 
     def step(self) -> LaunchReport:
         report = LaunchReport()
@@ -123,7 +134,7 @@ class Launcher:
                 )
             ).all()
         for job_id, ref, state, attempt in rows:
-            if state == JobState.PLACED.value and ref == run_ref(job_id, attempt):
+            if state == JobState.PLACED.value and is_run_of(ref, job_id, attempt):
                 continue  # this attempt's own run, recorded just before its launch
 
             self.runner.stop(ref)
@@ -145,34 +156,36 @@ class Launcher:
                 )
             )
             requests = [self._request(job, session) for job in jobs]
-            for job in jobs:  # recorded before the run exists (see the module docstring)
-                job.runner_ref = run_ref(job.id, job.attempt)
+            for job, request in zip(jobs, requests, strict=True):
+                # recorded before the run exists (see the module docstring)
+                job.runner_ref = self.runner.ref_for(request)
+        launched: list[tuple[str, str]] = []
         for request in requests:
             try:
-                ref = self.runner.launch(request)
+                launched.append((request.job_id, self.runner.launch(request)))
             except Exception as exc:  # the runner refused: the job cannot run as placed
                 self._end(
                     request.job_id, JobState.FAILED, f"launch failed: {exc}", expect=JobState.PLACED
                 )
                 report.ended[request.job_id] = JobState.FAILED.value
-                continue
-            try:
-                with self.db.unit_of_work() as session:
+        if not launched:
+            return
+        with self.db.unit_of_work() as session:  # every launch of this step: one transaction
+            for job_id, ref in launched:
+                try:
                     transition_job(
                         session,
-                        request.job_id,
+                        job_id,
                         JobState.STARTING,
                         actor="launcher",
                         reason=f"launched as {ref}",
                         runner_ref=ref,
                         expect=frozenset({JobState.PLACED}),
                     )
-                report.launched.append(request.job_id)
-            except InvalidTransition:  # cancelled meanwhile: phase 1 stops it next step
-                with self.db.unit_of_work() as session:
-                    session.execute(
-                        update(Job).where(Job.id == request.job_id).values(runner_ref=ref)
-                    )
+                    report.launched.append(job_id)
+                except InvalidTransition:  # cancelled meanwhile: phase 1 stops it next step
+                    # (the refused compare-and-set wrote nothing, so the unit goes on)
+                    session.execute(update(Job).where(Job.id == job_id).values(runner_ref=ref))
 
     def _request(self, job: Job, session: Session) -> LaunchRequest:
         allocations = [
@@ -219,56 +232,53 @@ class Launcher:
         now = self.clock()
         live = {ref for _, ref, _, _ in rows}
         self._last_poll = {ref: t for ref, t in self._last_poll.items() if ref in live}
+        ended_now = self.runner.ended_refs()
+        polled: list[_Polled] = []
         for job_id, ref, kind, state in rows:
-            if now - self._last_poll.get(ref, -float("inf")) < self.poll_interval_s:
+            due = now - self._last_poll.get(ref, -float("inf")) >= self.poll_interval_s
+            if not due and ref not in ended_now:
                 continue
             self._last_poll[ref] = now
             # Poll first: once a run has ended its output is complete, so no line is lost.
             outcome = self.runner.poll(ref)
             lines = self.runner.new_log_lines(ref)
-            if lines:
-                with self.db.unit_of_work() as session:
+            polled.append(_Polled(job_id, ref, kind, state, outcome, lines))
+        if not polled:
+            return
+        failed: list[_Polled] = []
+        # Output, RUNNING and successful ends of every polled run: one transaction.
+        with self.db.unit_of_work() as session:
+            for run in polled:
+                if run.lines:
                     append_logs(
                         session,
-                        job_id,
-                        (("stdout", line) for line in lines),
+                        run.job_id,
+                        (("stdout", line) for line in run.lines),
                         max_bytes=self.log_max_bytes,
                     )
-            if (
-                outcome.status is RunStatus.RUNNING
-                and kind == "command"
-                and state == JobState.STARTING.value
-            ):
-                self._command_running(job_id, ref)
-            if not outcome.status.ended:
-                continue
-            if outcome.status is RunStatus.SUCCEEDED:
-                if self._end(job_id, JobState.SUCCEEDED, "finished"):
-                    report.ended[job_id] = JobState.SUCCEEDED.value
-                continue
-            verdict = self._judge_failure(job_id, ref, outcome.message, now)
+                if run.kind == "command" and run.state == JobState.STARTING.value and (
+                    run.outcome.status is RunStatus.RUNNING or run.outcome.status.ended
+                ):
+                    _command_running(session, run.job_id, run.ref, run.outcome.started_at)
+                if run.outcome.status is RunStatus.SUCCEEDED:
+                    if _end_in(session, run.job_id, JobState.SUCCEEDED, "finished"):
+                        report.ended[run.job_id] = JobState.SUCCEEDED.value
+                        self._forget.append(run.ref)
+                elif run.outcome.status.ended:
+                    failed.append(run)
+        for run in failed:
+            verdict = self._judge_failure(run.job_id, run.ref, run.outcome.message, now)
             if verdict == "failed":
-                reason = exit_reason(outcome.message) or f"run {outcome.status.value.lower()}"
-                if self._end(job_id, JobState.FAILED, reason):
-                    report.ended[job_id] = JobState.FAILED.value
+                message = run.outcome.message
+                reason = exit_reason(message) or f"run {run.outcome.status.value.lower()}"
+                if self._end(run.job_id, JobState.FAILED, reason):
+                    report.ended[run.job_id] = JobState.FAILED.value
+                    self._forget.append(run.ref)
             elif verdict == "node lost":
-                report.ended[job_id] = JobState.PREEMPTED.value
-
-    def _command_running(self, job_id: str, ref: str) -> None:
-        """STARTING -> RUNNING for a command job: it has no step to report."""
-        try:
-            with self.db.unit_of_work() as session:
-                transition_job(
-                    session,
-                    job_id,
-                    JobState.RUNNING,
-                    actor="launcher",
-                    reason=f"command running ({ref})",
-                    started_at=utcnow(),
-                    expect=frozenset({JobState.STARTING}),
-                )
-        except InvalidTransition:
-            pass  # cancelled or preempted meanwhile
+                report.ended[run.job_id] = JobState.PREEMPTED.value
+        for ref in self._forget:
+            self.runner.forget(ref)
+        self._forget.clear()
 
     def _judge_failure(self, job_id: str, ref: str, message: str, now: float) -> str:
         """ "failed" (the job's fault), "node lost" (requeued), or "wait" (not sure yet).
@@ -311,19 +321,55 @@ class Launcher:
     def _end(
         self, job_id: str, target: JobState, reason: str, expect: JobState | None = None
     ) -> bool:
-        try:
-            with self.db.unit_of_work() as session:
-                transition_job(
-                    session,
-                    job_id,
-                    target,
-                    actor="launcher",
-                    reason=reason,
-                    ended_at=utcnow(),
-                    exit_reason=reason,
-                    expect=frozenset({expect}) if expect else None,
-                )
-                release_allocations(session, job_id)
-        except InvalidTransition:
-            return False  # already ended (e.g. cancelled meanwhile)
-        return True
+        with self.db.unit_of_work() as session:
+            return _end_in(session, job_id, target, reason, expect)
+
+
+@dataclass(frozen=True, slots=True)
+class _Polled:
+    """One run's poll: what the runner said and the output it had."""
+
+    job_id: str
+    ref: str
+    kind: str
+    state: str
+    outcome: RunReport
+    lines: list[str]
+
+
+def _command_running(session: Session, job_id: str, ref: str, started_at: float | None) -> None:
+    """STARTING -> RUNNING for a command job (it has no step to report), at the time its
+    process started when the runner knows it (also for a run that ended between polls)."""
+    try:
+        transition_job(
+            session,
+            job_id,
+            JobState.RUNNING,
+            actor="launcher",
+            reason=f"command running ({ref})",
+            started_at=datetime.fromtimestamp(started_at, UTC) if started_at else utcnow(),
+            expect=frozenset({JobState.STARTING}),
+        )
+    except InvalidTransition:
+        pass  # cancelled or preempted meanwhile (the refused compare-and-set wrote nothing)
+
+
+def _end_in(
+    session: Session, job_id: str, target: JobState, reason: str, expect: JobState | None = None
+) -> bool:
+    """The job's final state and the release of its allocations, in the caller's unit."""
+    try:
+        transition_job(
+            session,
+            job_id,
+            target,
+            actor="launcher",
+            reason=reason,
+            ended_at=utcnow(),
+            exit_reason=reason,
+            expect=frozenset({expect}) if expect else None,
+        )
+    except InvalidTransition:
+        return False  # already ended (e.g. cancelled meanwhile)
+    release_allocations(session, job_id)
+    return True

@@ -67,6 +67,8 @@ class SchedulerLoop:
         self.forecasts = forecasts
         self._wake = threading.Event()
         self._stop = threading.Event()
+        if launcher is not None:
+            launcher.wake_on_run_end(self.wake)  # a run's end starts a step at once
 
     def plan(self) -> Plan:
         """The decisions the policy would take now, without applying them."""
@@ -79,15 +81,23 @@ class SchedulerLoop:
         started = time.perf_counter()
         with self.db.unit_of_work() as session:
             lost = expire_leases(session, backoff=self.backoff)
+            stored_reasons: dict[str, str | None] = {}
             plan = self.policy.plan(
-                load_snapshot(session, now=self.clock(), forecasts=self.forecasts)
+                load_snapshot(
+                    session,
+                    now=self.clock(),
+                    forecasts=self.forecasts,
+                    stored_reasons=stored_reasons,
+                )
             )
             # Jobs that can never start (a dependency ended the wrong way) are cancelled.
             cancelled = apply_cancellations(session, plan.cancellations)
             preempted = apply_preemptions(session, plan.preemptions)
             result = apply_placements(session, plan.placements)
             # A placement refused at apply time (capacity race, project quota) waits with why.
-            record_pending_reasons(session, {**dict(plan.pending_reasons), **result.rejected})
+            record_pending_reasons(
+                session, {**dict(plan.pending_reasons), **result.rejected}, stored_reasons
+            )
         # Runner I/O (Ray) happens outside the placement transaction.
         launch = self.launcher.step() if self.launcher else None
         report = StepReport(

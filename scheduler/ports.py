@@ -56,6 +56,7 @@ class RunStatus(StrEnum):
 class RunReport:
     status: RunStatus
     message: str = ""
+    started_at: float | None = None  # epoch seconds the run's process started, if known
 
 
 def run_ref(job_id: str, attempt: int) -> str:
@@ -65,8 +66,17 @@ def run_ref(job_id: str, attempt: int) -> str:
     return f"{job_id}-a{attempt}"
 
 
+def is_run_of(ref: str, job_id: str, attempt: int) -> bool:
+    """Whether `ref` names this job attempt's run (a runner may suffix `@<where>`)."""
+    return ref.partition("@")[0] == run_ref(job_id, attempt)
+
+
 class Runner(Protocol):
     """Executes launches. Every method is idempotent: the loop may retry after a crash."""
+
+    def ref_for(self, request: LaunchRequest) -> str:
+        """The ref `launch` will return: recorded before the launch (see `run_ref`)."""
+        ...
 
     def launch(self, request: LaunchRequest) -> str:
         """Start the run (or adopt the one already started for this job attempt); its ref."""
@@ -79,6 +89,15 @@ class Runner(Protocol):
         ...
 
     def stop(self, ref: str) -> None: ...
+
+    def forget(self, ref: str) -> None:
+        """The run's end and output are recorded: the runner may drop its own copy."""
+        ...
+
+    def ended_refs(self) -> set[str]:
+        """Runs known to have ended since the last call (polled at once, not on schedule);
+        empty for runners that only learn an end by polling."""
+        ...
 
     def live_nodes(self) -> set[str] | None:
         """Registry ids of the nodes the cluster sees alive now; None if it cannot tell."""

@@ -106,13 +106,10 @@ def build_launcher(settings: Settings, db: Database) -> Launcher | None:
         )
         return None
     from commonpool.scheduler.launcher import Launcher
-    from commonpool.workers.runner.ray_jobs import RayJobsRunner, default_storage
+    from commonpool.workers.runner.ray_jobs import default_storage
+    from commonpool.workers.runner.ray_pool import ray_runner
 
-    runner = RayJobsRunner(
-        settings.ray_dashboard_url,
-        default_storage(settings.state_dir),
-        auth_token=settings.ray_auth_token,
-    )
+    runner = ray_runner(settings, default_storage(settings.state_dir))
     return Launcher(
         db,
         runner,

@@ -10,6 +10,10 @@ from .plan import Plan
 from .reasons import never_fits
 from .snapshot import ClusterSnapshot, JobView
 
+# The same words for every job behind the blocked head: naming the head would change the
+# reason of every waiting job each time the head starts (a write per queued job per cycle).
+FIFO_WAIT = "waiting for the jobs ahead of it (strict FIFO)"
+
 
 @dataclass(frozen=True, slots=True)
 class FifoPolicy:
@@ -28,13 +32,13 @@ class FifoPolicy:
 
     def plan(self, snapshot: ClusterSnapshot) -> Plan:
         cycle = Cycle(snapshot)
-        blocker: str | None = None
+        blocked = False
         prefs = self.type_prefs or {}
         for job in self.order(snapshot):
-            if blocker is not None:
-                cycle.wait(job, f"waiting behind job {blocker} (strict FIFO)")
+            if blocked:
+                cycle.wait(job, FIFO_WAIT)
             elif cycle.try_place(job, prefs.get(job.id)) is None and not never_fits(
                 cycle.pool, job, cycle.candidate_types(job)
             ):
-                blocker = job.id
+                blocked = True
         return cycle.plan()

@@ -11,6 +11,8 @@ place past the quota either. A placement that fails any check is undone alone.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
@@ -21,6 +23,8 @@ from ..domain.states import JobState, NodeState
 from ..policy import Placement
 from .models import Allocation, Job, Node, Project, utcnow
 from .transitions import transition_job
+
+_IDS_PER_STATEMENT = 5_000  # bound parameters per IN list, well under SQLite's limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,22 +142,40 @@ def _check_capacity(session: Session, node_ids: list[str]) -> None:
             raise Conflict(f"node {node_id} would be over-allocated")
 
 
-def record_pending_reasons(session: Session, reasons: dict[str, str]) -> int:
-    """Store why each job still waits, touching only rows whose reason changed."""
+def record_pending_reasons(
+    session: Session,
+    reasons: dict[str, str],
+    stored: Mapping[str, str | None] | None = None,
+) -> int:
+    """Store why each job still waits, touching only rows whose reason changed.
+
+    `stored` is what the rows hold now (as `load_snapshot(stored_reasons=...)` read
+    them in this transaction); without it they are read here. Changed rows are
+    written with one UPDATE per distinct reason (a handful), not one per row: a
+    queue of thousands changing at once cost seconds per cycle on PostgreSQL.
+    """
     if not reasons:
         return 0
-    current = dict(
-        session.execute(select(Job.id, Job.pending_reason).where(Job.id.in_(list(reasons)))).all()
-    )
-    changed = 0
+    if stored is None:
+        stored = dict(
+            session.execute(
+                select(Job.id, Job.pending_reason).where(Job.id.in_(list(reasons)))
+            ).all()
+        )
+    by_reason: dict[str, list[str]] = defaultdict(list)
     for job_id, reason in reasons.items():
         reason = reason[:500]
-        if job_id in current and current[job_id] != reason:
+        if job_id in stored and stored[job_id] != reason:
+            by_reason[reason].append(job_id)
+    for reason, job_ids in by_reason.items():
+        for start in range(0, len(job_ids), _IDS_PER_STATEMENT):
             session.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
+                .where(
+                    Job.id.in_(job_ids[start : start + _IDS_PER_STATEMENT]),
+                    Job.state == JobState.QUEUED.value,
+                )
                 .values(pending_reason=reason)
                 .execution_options(synchronize_session=False)
             )
-            changed += 1
-    return changed
+    return sum(len(ids) for ids in by_reason.values())

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session, aliased
 
 from ..domain.states import JobState, NodeState
@@ -32,7 +33,17 @@ def _ts(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
 
-def job_view(job: Job, dependencies: tuple[DependencyView, ...] = ()) -> JobView:
+# The columns a JobView needs: the queue is read as plain rows, not ORM objects (building
+# 5,000 Job objects cost ~0.3 s a cycle), with the stored reason to write only changes.
+_QUEUED_COLUMNS = (
+    Job.id, Job.cpus_per_worker, Job.memory_bytes_per_worker, Job.gpus_per_worker,
+    Job.workers_min, Job.workers_max, Job.gpu_type, Job.priority, Job.project, Job.owner,
+    Job.submitted_at, Job.deadline_at, Job.label_selector, Job.max_runtime_s, Job.carbon,
+    Job.carbon_suspensions, Job.array_id, Job.array_index, Job.array_limit, Job.pending_reason,
+)
+
+
+def job_view(job: Job | Row[Any], dependencies: tuple[DependencyView, ...] = ()) -> JobView:
     return JobView(
         id=job.id,
         per_worker=Resources(job.cpus_per_worker, job.memory_bytes_per_worker, job.gpus_per_worker),
@@ -59,13 +70,20 @@ Forecasts = Callable[[Iterable[str], float], Mapping[str, tuple[tuple[float, flo
 
 
 def load_snapshot(
-    session: Session, *, now: float, queue_limit: int = 10_000, forecasts: Forecasts | None = None
+    session: Session,
+    *,
+    now: float,
+    queue_limit: int = 10_000,
+    forecasts: Forecasts | None = None,
+    stored_reasons: dict[str, str | None] | None = None,
 ) -> ClusterSnapshot:
     """The pool as a policy sees it at `now` (epoch seconds).
 
     `forecasts(regions, now)` fills the carbon forecast of the regions that
     have nodes (see `scheduler.carbon.forecast_cache`); without it the
     snapshot has none and carbon-aware layers leave the plan unchanged.
+    `stored_reasons`, if given, receives each loaded queued job's stored
+    pending reason (for `placements.record_pending_reasons`).
     """
     used = (
         select(
@@ -116,14 +134,16 @@ def load_snapshot(
         .where(waiting, Job.array_limit.is_not(None))
         .subquery()
     )
-    queued = session.scalars(
-        select(Job)
+    queued = session.execute(
+        select(*_QUEUED_COLUMNS)
         .outerjoin(rank, rank.c.id == Job.id)
         .where(waiting, Job.array_limit.is_(None) | (rank.c.rank <= Job.array_limit))
         .order_by(Job.priority.desc(), Job.submitted_at, Job.id)
         .limit(queue_limit)
     ).all()
-    dependencies = _dependencies(session)
+    dependencies = _dependencies(session) if queued else {}
+    if stored_reasons is not None:
+        stored_reasons.update((row.id, row.pending_reason) for row in queued)
     return ClusterSnapshot(
         now=now,
         nodes=tuple(nodes),

@@ -1,5 +1,5 @@
-"""Command jobs (`kind: command`) run for real: on the crash-safe local runner, and as a
-Ray Job whose entrypoint is the command, pinned to its allocated node."""
+"""Command jobs (`kind: command`) run for real: on the crash-safe local runner, and on
+the warm executor (a Ray actor) of their allocated node."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -32,7 +31,8 @@ from commonpool.scheduler.spec import JobSpec
 from commonpool.scheduler.store.uow import Database
 from commonpool.workers.ray_node import NODE_LABEL
 from commonpool.workers.runner.local_runs import LocalRunsRunner, command_for
-from commonpool.workers.runner.ray_jobs import RayJobsRunner, command_failure
+from commonpool.workers.runner.ray_jobs import command_failure
+from commonpool.workers.runner.ray_pool import executor_name
 from tests.builders import job_spec, online_node
 
 
@@ -126,13 +126,22 @@ def _ray_node_labels(pool: LocalPool) -> dict[str, str]:
     }
 
 
-def _ray_job(pool: LocalPool, job_id: str) -> Any:
-    """Ray's record (JobDetails) of the job's first attempt."""
+def _ray_actor_node(pool: LocalPool, name: str) -> str:
+    """The Ray node id of the live actor `name`, from Ray's state API."""
     assert pool.settings is not None
-    runner = RayJobsRunner(
-        pool.settings.ray_dashboard_url, pool.state_dir, auth_token=pool.settings.ray_auth_token
+    token = pool.settings.ray_auth_token
+    response = httpx.get(
+        f"{pool.settings.ray_dashboard_url}/api/v0/actors",
+        params={"limit": 1000, "detail": "true"},
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+        timeout=10,
     )
-    return runner.client.get_job_info(run_ref(job_id, 1))
+    response.raise_for_status()
+    (actor,) = [
+        a for a in response.json()["data"]["result"]["result"]
+        if a.get("name") == name and a["state"] == "ALIVE"
+    ]
+    return str(actor["node_id"])
 
 
 @pytest.mark.ray
@@ -153,9 +162,12 @@ def test_command_job_runs_on_its_allocated_node_and_logs_its_output(
     assert f"hello from {job.id}" in logs and "py ['a', 'b c']" in logs, logs
     allocations = client.job_allocations(job.id)
     assert len(allocations) == 1 and allocations[0].released_at is not None
-    # Ray's own record of where the entrypoint ran is the allocated node.
-    driver_node = _ray_job(pool, job.id).driver_node_id
-    assert _ray_node_labels(pool)[driver_node] == allocations[0].node_id
+    # It ran on the allocated node's warm executor (no Ray job per command), and Ray's own
+    # record of where that executor lives is the allocated node.
+    node_id = allocations[0].node_id
+    launched = [e.reason for e in client.job_events(job.id) if e.to_state == "STARTING"]
+    assert launched == [f"launched as {run_ref(job.id, 1)}@{node_id}"]
+    assert _ray_node_labels(pool)[_ray_actor_node(pool, executor_name(node_id))] == node_id
     states = [e.to_state for e in client.job_events(job.id)]
     assert states == ["QUEUED", "PLACED", "STARTING", "RUNNING", "SUCCEEDED"]
     assert client.pool_summary().free.cpus == 2.0

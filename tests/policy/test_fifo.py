@@ -1,5 +1,5 @@
 from commonpool.scheduler.policy import make_policy
-from commonpool.scheduler.policy.fifo import FifoPolicy
+from commonpool.scheduler.policy.fifo import FIFO_WAIT, FifoPolicy
 
 from .builders import job, node, snapshot
 
@@ -13,7 +13,7 @@ def test_fifo_places_in_submission_order_and_blocks_behind_head() -> None:
     plan = FifoPolicy().plan(snap)
     assert [p.job_id for p in plan.placements] == ["first"]
     assert "largest free block" in plan.pending_reasons["big"]
-    assert plan.pending_reasons["late"] == "waiting behind job big (strict FIFO)"
+    assert plan.pending_reasons["late"] == FIFO_WAIT
 
 
 def test_gang_prefers_one_node_and_ranks_are_dense() -> None:

@@ -39,10 +39,19 @@ class ScriptedRunner:
         self.launched: dict[str, LaunchRequest] = {}
         self.outcomes: dict[str, RunReport] = {}
 
+    def ref_for(self, request: LaunchRequest) -> str:
+        return run_ref(request.job_id, request.attempt)
+
     def launch(self, request: LaunchRequest) -> str:
-        ref = run_ref(request.job_id, request.attempt)
+        ref = self.ref_for(request)
         self.launched.setdefault(ref, request)
         return ref
+
+    def ended_refs(self) -> set[str]:
+        return set()
+
+    def forget(self, ref: str) -> None:
+        pass
 
     def poll(self, ref: str) -> RunReport:
         return self.outcomes.get(ref, RunReport(RunStatus.RUNNING))

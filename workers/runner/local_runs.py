@@ -111,7 +111,7 @@ class LocalRunsRunner:
         self._children: list[subprocess.Popen[bytes]] = []
 
     @staticmethod
-    def ref_of(request: LaunchRequest) -> str:
+    def ref_for(request: LaunchRequest) -> str:
         return run_ref(request.job_id, request.attempt)
 
     def _path(self, ref: str, kind: str) -> Path:
@@ -127,7 +127,7 @@ class LocalRunsRunner:
         self._children = [child for child in self._children if child.poll() is None]
 
     def launch(self, request: LaunchRequest) -> str:
-        ref = self.ref_of(request)
+        ref = self.ref_for(request)
         self._reap()
         if self._path(ref, "start").exists():  # started before (maybe by a crashed scheduler)
             return ref
@@ -191,6 +191,12 @@ class LocalRunsRunner:
         complete = data[: data.rfind(b"\n") + 1]
         self._log_offsets[ref] = self._log_offsets.get(ref, 0) + len(complete)
         return complete.decode(errors="replace").splitlines()
+
+    def ended_refs(self) -> set[str]:
+        return set()  # ends are found by polling
+
+    def forget(self, ref: str) -> None:
+        """Nothing to drop: the run's records are its output, kept for `logs` after a crash."""
 
     def stop(self, ref: str) -> None:
         """Kill the run's process group; a ref never claimed is claimed dead, so no late

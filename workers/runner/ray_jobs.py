@@ -85,11 +85,11 @@ class RayJobsRunner:
         self._ddp_refs: set[str] = set()
 
     @staticmethod
-    def submission_id(request: LaunchRequest) -> str:
+    def ref_for(request: LaunchRequest) -> str:
         return run_ref(request.job_id, request.attempt)
 
     def launch(self, request: LaunchRequest) -> str:
-        ref = self.submission_id(request)
+        ref = self.ref_for(request)
         if self._exists(ref):  # a previous scheduler launched it before crashing: adopt it
             return ref
         metadata = {"commonpool_job": request.job_id, "attempt": str(request.attempt)}
@@ -231,6 +231,12 @@ class RayJobsRunner:
             return None
         return {n["labels"][NODE_LABEL] for n in nodes
                 if n.get("state") == "ALIVE" and NODE_LABEL in (n.get("labels") or {})}
+
+    def ended_refs(self) -> set[str]:
+        return set()  # ends are found by polling
+
+    def forget(self, ref: str) -> None:
+        """Nothing to drop: Ray keeps (and expires) its own job records."""
 
     def stop(self, ref: str) -> None:
         try:

@@ -1,0 +1,211 @@
+"""The warm per-node executor of command jobs: one long-lived Ray actor per pool node.
+
+A Ray Job per command costs a job supervisor actor, a runtime_env setup and a
+driver process before the command runs (about a second here). A command that
+ships nothing needs none of that: this actor, started once per node (named
+`commonpool-exec-<node id>`, detached, pinned by the node's label, 0 CPUs),
+forks the command at once and keeps its record:
+
+- `start(ref, ...)` is idempotent by the run's ref: a second call (a scheduler
+  that crashed after launching and the one that replaced it) adopts the run
+  instead of starting it again, so no attempt runs twice;
+- `wait(ref)` blocks until the run ends and returns its `RunEnd`; the
+  scheduler holds one such call per run and is woken when it returns, so a
+  job's end reaches the scheduler at once, not at its next poll;
+- `read(ref, offset)` returns output written since `offset` (stdout and
+  stderr go to one file per run on this node);
+- `stop(ref)` kills the run's process group (SIGTERM, then SIGKILL).
+
+The records live as long as the actor, which outlives scheduler restarts
+(detached); a node that dies takes its runs and this actor with it, and the
+scheduler then sees the node lost. GPUs are handed out by index from the
+node's GPU count (CUDA_VISIBLE_DEVICES), as Ray does for the tasks it places.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STOP_GRACE_S = 5.0
+READ_MAX_BYTES = 1 << 20  # output returned by one `read` call
+TAIL_LINES = 40
+TAIL_BYTES = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How a run ended: its exit code (None: it never started) and when."""
+
+    exit_code: int | None
+    started_at: float
+    ended_at: float
+    stopped: bool = False
+    error: str = ""  # why it could not start (e.g. no such program)
+    tail: str = ""  # the last lines of output, for the exit reason
+
+
+@dataclass
+class _Run:
+    started_at: float
+    log: Path
+    gpus: tuple[int, ...] = ()
+    process: subprocess.Popen[bytes] | None = None
+    end: RunEnd | None = None
+    stopped: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class CommandExecutor:
+    """Runs command jobs on this node (see the module docstring). Thread-safe: the actor
+    is threaded, so `wait` calls block while `start` and `read` are served."""
+
+    def __init__(self, node_id: str, gpu_count: int = 0) -> None:
+        self.node_id = node_id
+        self.runs_dir = Path(tempfile.mkdtemp(prefix=f"commonpool-exec-{node_id[-8:]}-"))
+        self._runs: dict[str, _Run] = {}
+        self._free_gpus = list(range(gpu_count))
+        self._lock = threading.Lock()
+
+    def ping(self) -> str:
+        return self.node_id
+
+    def start(
+        self,
+        ref: str,
+        argv: list[str],
+        env: dict[str, str],
+        gpus: int = 0,
+        max_runtime_s: float | None = None,
+    ) -> float:
+        """Start the run (or find the one started for this ref); when it started."""
+        with self._lock:
+            existing = self._runs.get(ref)
+            if existing is not None:
+                return existing.started_at
+            if gpus > len(self._free_gpus):
+                raise RuntimeError(
+                    f"node {self.node_id} has {len(self._free_gpus)} free GPUs, run needs {gpus}"
+                )
+            granted = tuple(self._free_gpus[:gpus])
+            del self._free_gpus[:gpus]
+            workdir = self.runs_dir / ref
+            workdir.mkdir(parents=True, exist_ok=True)
+            run = _Run(started_at=time.time(), log=workdir / "output.log", gpus=granted)
+            self._runs[ref] = run
+            try:
+                with open(run.log, "wb") as log:
+                    run.process = subprocess.Popen(
+                        argv,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        cwd=workdir,
+                        env=_run_env(env, granted),
+                        start_new_session=True,  # its own process group, for `stop`
+                    )
+            except OSError as exc:  # no such program, not executable...
+                self._finish(ref, run, None, error=f"could not start {argv[0]!r}: {exc}")
+                return run.started_at
+        threading.Thread(
+            target=self._reap, args=(ref, run, max_runtime_s), daemon=True, name=f"reap-{ref}"
+        ).start()
+        return run.started_at
+
+    def _reap(self, ref: str, run: _Run, max_runtime_s: float | None) -> None:
+        assert run.process is not None
+        try:
+            code = run.process.wait(timeout=max_runtime_s)
+        except subprocess.TimeoutExpired:
+            with open(run.log, "ab") as log:
+                log.write(f"\nkilled: max_runtime_s={max_runtime_s:g} reached\n".encode())
+            _kill_group(run.process, STOP_GRACE_S)
+            code = run.process.wait()
+        with self._lock:
+            self._finish(ref, run, code)
+
+    def _finish(self, ref: str, run: _Run, code: int | None, error: str = "") -> None:
+        """Record the end and give the GPUs back (called with the lock held)."""
+        run.end = RunEnd(
+            code, run.started_at, time.time(), stopped=run.stopped, error=error, tail=_tail(run.log)
+        )
+        self._free_gpus.extend(run.gpus)
+        run.done.set()
+
+    def wait(self, ref: str, timeout_s: float | None = None) -> RunEnd | None:
+        """The run's end once it has ended (None: unknown ref, or still running at timeout)."""
+        run = self._runs.get(ref)
+        if run is None or not run.done.wait(timeout_s):
+            return None
+        return run.end
+
+    def status(self, ref: str) -> tuple[bool, RunEnd | None]:
+        """(known, end): whether this ref was started here, and its end if it has ended."""
+        run = self._runs.get(ref)
+        return (run is not None, run.end if run is not None else None)
+
+    def read(self, ref: str, offset: int = 0) -> tuple[bytes, int]:
+        """Output since byte `offset` (at most READ_MAX_BYTES) and the offset after it."""
+        run = self._runs.get(ref)
+        if run is None:
+            return b"", offset
+        try:
+            with open(run.log, "rb") as log:
+                log.seek(offset)
+                data = log.read(READ_MAX_BYTES)
+        except FileNotFoundError:
+            return b"", offset
+        return data, offset + len(data)
+
+    def stop(self, ref: str) -> None:
+        run = self._runs.get(ref)
+        if run is None or run.process is None or run.done.is_set():
+            return
+        run.stopped = True
+        _kill_group(run.process, STOP_GRACE_S)
+
+    def forget(self, refs: list[str]) -> None:
+        """Drop ended runs' records and output (the scheduler has stored both)."""
+        with self._lock:
+            for ref in refs:
+                run = self._runs.get(ref)
+                if run is not None and run.done.is_set():
+                    del self._runs[ref]
+                    shutil.rmtree(run.log.parent, ignore_errors=True)
+
+
+def _tail(log: Path) -> str:
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(max(0, log.stat().st_size - TAIL_BYTES))
+            data = handle.read()
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.decode(errors="replace").splitlines()[-TAIL_LINES:])
+
+
+def _run_env(env: dict[str, str], gpus: tuple[int, ...]) -> dict[str, str]:
+    """The node's environment plus the job's; GPUs limited to the ones granted."""
+    merged = {**os.environ, **env}
+    merged["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+    return merged
+
+
+def _kill_group(process: subprocess.Popen[bytes], grace_s: float) -> None:
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
