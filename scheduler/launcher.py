@@ -1,6 +1,6 @@
 """Turns placements into runs and runs' ends into job states.
 
-Three phases per call, each with Runner I/O outside any transaction and
+Three phases per step, each with Runner I/O outside any transaction and
 each registry write guarded (compare-and-set), so a crash between phases
 only repeats idempotent work:
 1. stop runs of jobs that were cancelled or preempted (any recorded ref that
@@ -119,10 +119,21 @@ class Launcher:
             self.runner.on_run_end = wake
 
     def step(self) -> LaunchReport:
-        report = LaunchReport()
+        """All three phases (the loop calls `settle` before it places and `launch` after)."""
+        report = self.settle()
+        return self.launch(report)
+
+    def settle(self, report: LaunchReport | None = None) -> LaunchReport:
+        """Stop abandoned runs and record ended ones: what frees resources for placing."""
+        report = report or LaunchReport()
         self._stop_abandoned(report)
-        self._launch_placed(report)
         self._poll_running(report)
+        return report
+
+    def launch(self, report: LaunchReport | None = None) -> LaunchReport:
+        """Start the runs of PLACED jobs."""
+        report = report or LaunchReport()
+        self._launch_placed(report)
         return report
 
     # -- 1. stop ------------------------------------------------------------
@@ -261,7 +272,9 @@ class Launcher:
                 ):
                     _command_running(session, run.job_id, run.ref, run.outcome.started_at)
                 if run.outcome.status is RunStatus.SUCCEEDED:
-                    if _end_in(session, run.job_id, JobState.SUCCEEDED, "finished"):
+                    # A command job was just made RUNNING; a ddp job is as it was polled.
+                    likely = JobState.RUNNING if run.kind == "command" else JobState(run.state)
+                    if _end_in(session, run.job_id, JobState.SUCCEEDED, "finished", likely=likely):
                         report.ended[run.job_id] = JobState.SUCCEEDED.value
                         self._forget.append(run.ref)
                 elif run.outcome.status.ended:
@@ -355,7 +368,12 @@ def _command_running(session: Session, job_id: str, ref: str, started_at: float 
 
 
 def _end_in(
-    session: Session, job_id: str, target: JobState, reason: str, expect: JobState | None = None
+    session: Session,
+    job_id: str,
+    target: JobState,
+    reason: str,
+    expect: JobState | None = None,
+    likely: JobState | None = None,
 ) -> bool:
     """The job's final state and the release of its allocations, in the caller's unit."""
     try:
@@ -368,6 +386,7 @@ def _end_in(
             ended_at=utcnow(),
             exit_reason=reason,
             expect=frozenset({expect}) if expect else None,
+            likely=likely,
         )
     except InvalidTransition:
         return False  # already ended (e.g. cancelled meanwhile)

@@ -19,7 +19,7 @@ from .services.jobs import apply_cancellations
 from .services.nodes import expire_leases
 from .services.preemption import RequeueBackoff, apply_preemptions
 from .store.placements import apply_placements, record_pending_reasons
-from .store.snapshot_source import Forecasts, load_snapshot
+from .store.snapshot_source import Forecasts, QueueCache, load_snapshot
 from .store.uow import Database
 
 log = get_logger("scheduler")
@@ -67,6 +67,7 @@ class SchedulerLoop:
         self.forecasts = forecasts
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._queue_cache = QueueCache()
         if launcher is not None:
             launcher.wake_on_run_end(self.wake)  # a run's end starts a step at once
 
@@ -78,7 +79,13 @@ class SchedulerLoop:
             )
 
     def step(self) -> StepReport:
+        """Record ended runs, place (one transaction), launch what was placed.
+
+        Ends are recorded first so the resources they free are placed in the same
+        step: a job's end and its successor's start take one step, not two.
+        """
         started = time.perf_counter()
+        launch = self.launcher.settle() if self.launcher else None
         with self.db.unit_of_work() as session:
             lost = expire_leases(session, backoff=self.backoff)
             stored_reasons: dict[str, str | None] = {}
@@ -88,6 +95,7 @@ class SchedulerLoop:
                     now=self.clock(),
                     forecasts=self.forecasts,
                     stored_reasons=stored_reasons,
+                    queue_cache=self._queue_cache,
                 )
             )
             # Jobs that can never start (a dependency ended the wrong way) are cancelled.
@@ -99,7 +107,8 @@ class SchedulerLoop:
                 session, {**dict(plan.pending_reasons), **result.rejected}, stored_reasons
             )
         # Runner I/O (Ray) happens outside the placement transaction.
-        launch = self.launcher.step() if self.launcher else None
+        if self.launcher is not None:
+            launch = self.launcher.launch(launch)
         report = StepReport(
             placed=result.placed,
             preempted=tuple(preempted),

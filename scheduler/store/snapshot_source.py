@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,6 +67,35 @@ def job_view(job: Job | Row[Any], dependencies: tuple[DependencyView, ...] = ())
     )
 
 
+class QueueCache:
+    """Queued jobs' views, kept between cycles by the row's `updated_at` (which every write
+    to a job row sets), so a cycle reads the queue's order and versions and full rows only
+    for jobs new or changed since the previous cycle: reading and converting thousands of
+    unchanged rows was most of a cycle while a long queue drained."""
+
+    def __init__(self) -> None:
+        self._views: dict[str, tuple[datetime, JobView]] = {}
+
+    def views(self, session: Session, queue: list[tuple[str, datetime]]) -> list[JobView]:
+        """The views of `queue` ((id, updated_at) in queue order), in that order."""
+        stale = [job_id for job_id, version in queue
+                 if self._views.get(job_id, (None,))[0] != version]
+        for start in range(0, len(stale), _IDS_PER_READ):
+            rows = session.execute(
+                select(*_QUEUED_COLUMNS, Job.updated_at).where(
+                    Job.id.in_(stale[start : start + _IDS_PER_READ])
+                )
+            ).all()
+            for row in rows:
+                self._views[row.id] = (row.updated_at, job_view(row))
+        self._views = {job_id: self._views[job_id] for job_id, _ in queue
+                       if job_id in self._views}
+        return [entry[1] for entry in self._views.values()]
+
+
+_IDS_PER_READ = 5_000  # bound parameters per IN list
+
+
 Forecasts = Callable[[Iterable[str], float], Mapping[str, tuple[tuple[float, float], ...]]]
 
 
@@ -76,6 +106,7 @@ def load_snapshot(
     queue_limit: int = 10_000,
     forecasts: Forecasts | None = None,
     stored_reasons: dict[str, str | None] | None = None,
+    queue_cache: QueueCache | None = None,
 ) -> ClusterSnapshot:
     """The pool as a policy sees it at `now` (epoch seconds).
 
@@ -83,7 +114,9 @@ def load_snapshot(
     have nodes (see `scheduler.carbon.forecast_cache`); without it the
     snapshot has none and carbon-aware layers leave the plan unchanged.
     `stored_reasons`, if given, receives each loaded queued job's stored
-    pending reason (for `placements.record_pending_reasons`).
+    pending reason (for `placements.record_pending_reasons`). `queue_cache`,
+    kept by the caller from one cycle to the next, spares re-reading queued
+    jobs that have not changed.
     """
     used = (
         select(
@@ -134,20 +167,24 @@ def load_snapshot(
         .where(waiting, Job.array_limit.is_not(None))
         .subquery()
     )
-    queued = session.execute(
-        select(*_QUEUED_COLUMNS)
+    queue = session.execute(
+        select(Job.id, Job.updated_at, Job.pending_reason)
         .outerjoin(rank, rank.c.id == Job.id)
         .where(waiting, Job.array_limit.is_(None) | (rank.c.rank <= Job.array_limit))
         .order_by(Job.priority.desc(), Job.submitted_at, Job.id)
         .limit(queue_limit)
     ).all()
-    dependencies = _dependencies(session) if queued else {}
+    views = (queue_cache or QueueCache()).views(session, [(r.id, r.updated_at) for r in queue])
+    dependencies = _dependencies(session) if queue else {}
     if stored_reasons is not None:
-        stored_reasons.update((row.id, row.pending_reason) for row in queued)
+        stored_reasons.update((row.id, row.pending_reason) for row in queue)
     return ClusterSnapshot(
         now=now,
         nodes=tuple(nodes),
-        queued=tuple(job_view(j, dependencies.get(j.id, ())) for j in queued),
+        queued=tuple(
+            replace(view, dependencies=dependencies[view.id]) if view.id in dependencies else view
+            for view in views
+        ),
         running=_running(session),
         carbon_forecast=dict(forecasts({n.region for n in nodes if n.region}, now))
         if forecasts

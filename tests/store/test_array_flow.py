@@ -152,9 +152,9 @@ def test_afterok_starts_only_after_the_dependency_succeeded(db: Database) -> Non
         with db.unit_of_work(write=False) as session:
             assert get_job(session, then).pending_reason == f"waiting for job {first} to succeed"
     runner.end(first)
-    loop.step()  # the launcher records the success after this step's placements
-    assert states(db, first, then) == ["SUCCEEDED", "QUEUED"]
+    # The step records the success before it places: the dependant starts in the same step.
     assert loop.step().placed == (then,)
+    assert states(db, first, then) == ["SUCCEEDED", "STARTING"]
 
 
 def test_a_failed_dependency_cancels_its_dependants_transitively(db: Database) -> None:
@@ -171,9 +171,9 @@ def test_a_failed_dependency_cancels_its_dependants_transitively(db: Database) -
     loop = pool(db, runner)
     loop.step()
     runner.end(first, RunStatus.FAILED)
-    loop.step()
-    assert states(db, first, second) == ["FAILED", "QUEUED"]
+    # The step records the failure before it plans: the dependant is cancelled at once.
     assert loop.step().cancelled == (second,)
+    assert states(db, first, second) == ["FAILED", "CANCELLED"]
     with db.unit_of_work(write=False) as session:
         job = get_job(session, second)
         assert job.exit_reason == f"dependency {first} ended FAILED (afterok)"
@@ -201,8 +201,7 @@ def test_afterany_and_afterfail(db: Database) -> None:
         assert get_job(session, any_ok).pending_reason == f"waiting for job {ok} to end"
     runner.end(ok)
     runner.end(bad, RunStatus.FAILED)
-    loop.step()
-    report = loop.step()
+    report = loop.step()  # records both ends, then plans with them
     assert sorted(report.placed) == sorted([any_ok, any_bad, fail_bad])
     assert report.cancelled == (fail_ok,)
     with db.unit_of_work(write=False) as session:
