@@ -62,3 +62,23 @@ def test_store_allows_exactly_the_table(db: Database, source: JobState, target: 
 def test_unknown_job_is_not_found(db: Database) -> None:
     with pytest.raises(NotFound), db.unit_of_work() as session:
         transition_job(session, "job_nope", JobState.CANCELLED, actor="t")
+
+
+@pytest.mark.parametrize("likely", [JobState.RUNNING, JobState.STARTING])
+def test_a_wrong_likely_source_falls_back_to_the_true_one(db: Database, likely: JobState) -> None:
+    """`likely` only saves a read: the event records the state the job really left."""
+    with db.unit_of_work() as session:
+        job_id = submit_job(session, job_spec(), actor="t").id
+    _force_state(db, job_id, JobState.STARTING)
+    with db.unit_of_work() as session:
+        left = transition_job(session, job_id, JobState.SUCCEEDED, actor="t", likely=likely)
+    assert left is JobState.STARTING
+    with db.unit_of_work(write=False) as session:
+        assert list_events(session, job_id)[-1].from_state == JobState.STARTING.value
+
+
+def test_a_likely_source_that_is_not_allowed_is_refused(db: Database) -> None:
+    with db.unit_of_work() as session:
+        job_id = submit_job(session, job_spec(), actor="t").id
+    with pytest.raises(InvalidTransition), db.unit_of_work() as session:
+        transition_job(session, job_id, JobState.RUNNING, actor="t", likely=JobState.QUEUED)
