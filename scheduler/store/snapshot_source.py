@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, String, func, select, type_coerce
 from sqlalchemy.orm import Session, aliased
 
 from ..domain.states import JobState, NodeState
@@ -67,6 +67,11 @@ def job_view(job: Job | Row[Any], dependencies: tuple[DependencyView, ...] = ())
     )
 
 
+# A row's version for the cache: `updated_at` as the driver returns it (SQLite: text),
+# compared for equality only, so not parsed into a datetime per queued job per cycle.
+_VERSION = type_coerce(Job.updated_at, String).label("version")
+
+
 class QueueCache:
     """Queued jobs' views, kept between cycles by the row's `updated_at` (which every write
     to a job row sets), so a cycle reads the queue's order and versions and full rows only
@@ -76,18 +81,18 @@ class QueueCache:
     def __init__(self) -> None:
         self._views: dict[str, tuple[datetime, JobView]] = {}
 
-    def views(self, session: Session, queue: list[tuple[str, datetime]]) -> list[JobView]:
-        """The views of `queue` ((id, updated_at) in queue order), in that order."""
+    def views(self, session: Session, queue: list[tuple[str, Any]]) -> list[JobView]:
+        """The views of `queue` ((id, version) in queue order), in that order."""
         stale = [job_id for job_id, version in queue
                  if self._views.get(job_id, (None,))[0] != version]
         for start in range(0, len(stale), _IDS_PER_READ):
             rows = session.execute(
-                select(*_QUEUED_COLUMNS, Job.updated_at).where(
+                select(*_QUEUED_COLUMNS, _VERSION).where(
                     Job.id.in_(stale[start : start + _IDS_PER_READ])
                 )
             ).all()
             for row in rows:
-                self._views[row.id] = (row.updated_at, job_view(row))
+                self._views[row.id] = (row.version, job_view(row))
         self._views = {job_id: self._views[job_id] for job_id, _ in queue
                        if job_id in self._views}
         return [entry[1] for entry in self._views.values()]
@@ -168,13 +173,13 @@ def load_snapshot(
         .subquery()
     )
     queue = session.execute(
-        select(Job.id, Job.updated_at, Job.pending_reason)
+        select(Job.id, _VERSION, Job.pending_reason)
         .outerjoin(rank, rank.c.id == Job.id)
         .where(waiting, Job.array_limit.is_(None) | (rank.c.rank <= Job.array_limit))
         .order_by(Job.priority.desc(), Job.submitted_at, Job.id)
         .limit(queue_limit)
     ).all()
-    views = (queue_cache or QueueCache()).views(session, [(r.id, r.updated_at) for r in queue])
+    views = (queue_cache or QueueCache()).views(session, [(r.id, r.version) for r in queue])
     dependencies = _dependencies(session) if queue else {}
     if stored_reasons is not None:
         stored_reasons.update((row.id, row.pending_reason) for row in queue)

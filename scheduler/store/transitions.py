@@ -129,9 +129,11 @@ def _compare_and_set(
     # With one allowed source (or a likely one) the guarded UPDATE alone decides; only
     # when it matches nothing is the state read, to tell why (not found, not allowed).
     guess = likely.value if likely is not None else next(iter(allowed), None)
-    if guess in allowed and (likely is not None or len(allowed) == 1):
-        if _guarded_update(session, model, entity_id, guess, target, values):
-            return guess
+    single = likely is not None or len(allowed) == 1
+    if single and guess in allowed and _guarded_update(
+        session, model, entity_id, guess, target, values
+    ):
+        return guess
     for _ in range(_CAS_RETRIES):
         seen = session.scalar(
             select(model.state)

@@ -33,7 +33,7 @@ from commonpool.scheduler.config import Settings
 from commonpool.scheduler.logs import get_logger
 from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, run_ref
 from commonpool.workers.ray_node import NODE_LABEL, auth_env
-from commonpool.workers.runner.executor import CommandExecutor, RunEnd
+from commonpool.workers.runner.executor import READ_MAX_BYTES, CommandExecutor, RunEnd
 from commonpool.workers.runner.ray_jobs import RayJobsRunner, Storage, command_failure
 
 NAMESPACE = "commonpool"
@@ -152,10 +152,10 @@ class RayPoolRunner:
         text = b""
         offset = self._offsets.get(ref, 0)
         try:
-            while True:  # output can exceed one read
+            while True:  # output can exceed one read; a short read was all there was
                 data, offset = ray.get(executor.read.remote(ref, offset), timeout=CALL_TIMEOUT_S)
                 text += data
-                if not data:
+                if len(data) < READ_MAX_BYTES:
                     break
         except Exception:  # the executor is gone: its output with it
             return []
