@@ -14,7 +14,8 @@ array. Figures, as bench.sh defines them:
 - submit jobs/s: jobs submitted / wall time of the submit step;
 - all-done jobs/s: jobs final / (first submit -> all final); a run that hits
   `--cap-s` (submit step included) reports the rate it reached, marked capped;
-- submit->start latency: median of `--latency-n` single jobs on an idle pool, each
+- submit->start latency: median of `--latency-n` single jobs on an idle pool (after
+  one unmeasured job that creates the node's executor), each
   `sh -c 'date +%s.%N > FILE'` after a random 0-1 s pause; latency = stamp - the
   client's clock just before the submit call.
 Prints a table (stderr) with commonpool/Slurm ratios and, last on stdout, one JSON
@@ -286,6 +287,9 @@ def run_latency(samples: int, work: Path) -> list[float]:
     """submit -> first line of the job runs, one job at a time on an idle pool."""
     found: list[float] = []
     with fresh_pool(work, "latency") as (_, client):
+        # The node's first command creates its executor (once per node, ~1-2 s), as
+        # slurmd is up before Slurm's first job: warm it, unmeasured.
+        client.wait(client.submit_job(TRUE).id, timeout_s=120, poll_s=0.05)
         for i in range(samples):
             time.sleep(random.random())  # not phase-locked to the scheduler's tick
             stamp = work / f"latency-{i}.stamp"

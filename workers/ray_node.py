@@ -19,7 +19,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -268,15 +270,41 @@ def _confinement(spec: RayNodeSpec) -> Confinement:
 
 
 def _wait_started(node: RayNode, log_path: Path) -> None:
+    """Until `ray start` says the node runs and, on a head, its dashboard (the Jobs API, a
+    process of its own that may answer seconds later on a loaded machine) answers."""
     deadline = time.monotonic() + START_TIMEOUT_S
+
+    def started() -> bool:
+        return log_path.exists() and "Ray runtime started" in log_path.read_text(errors="replace")
+
+    _wait_for(node, log_path, deadline, started, "ray start did not come up")
+    if node.spec.is_head and node.dashboard_url:
+        version = f"{node.dashboard_url}/api/version"
+        _wait_for(node, log_path, deadline, lambda: _answers(version), "Ray's dashboard is silent")
+
+
+def _wait_for(
+    node: RayNode, log_path: Path, deadline: float, ready: Callable[[], bool], failure: str
+) -> None:
     while time.monotonic() < deadline:
         if node.process.poll() is not None:
             raise RuntimeError(f"ray start exited {node.process.returncode}: {_tail(log_path)}")
-        if log_path.exists() and "Ray runtime started" in log_path.read_text(errors="replace"):
+        if ready():
             return
         time.sleep(0.2)
     node.stop()
-    raise RuntimeError(f"ray start did not come up in {START_TIMEOUT_S:.0f}s: {_tail(log_path)}")
+    raise RuntimeError(f"{failure} after {START_TIMEOUT_S:.0f}s: {_tail(log_path)}")
+
+
+def _answers(url: str) -> bool:
+    """Whether an HTTP server answers at `url` (any status: token auth may refuse us)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
 
 
 def _tail(path: Path, lines: int = 15) -> str:

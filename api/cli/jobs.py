@@ -7,6 +7,7 @@ with `array` or `sweep` is submitted as a job array by `submit`.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,15 @@ from typing import Any
 import typer
 import yaml
 from pydantic import ValidationError
+from rich.markup import escape
 
 from commonpool.scheduler.spec import JobSpec
 
 from ..client.sdk import Client
 from . import render
 from .context import EXIT_JOB_FAILED, EXIT_USAGE, JsonOption, state
+
+WAIT_LOG_TAIL = 40  # a waited-for job's last log lines, printed when it ends
 
 ARRAY_PREFIX = "arr_"
 
@@ -103,33 +107,43 @@ def submit(
             render.err_console.print(f"[red]invalid job spec[/]: {where}: {err['msg']}")
         raise typer.Exit(EXIT_USAGE) from exc
     with state.client() as client:
-        if spec.is_array:
-            _submit_array(client, spec, wait=wait, as_json=as_json)
-            return
-        job = client.submit_job(spec)
-        if as_json and not wait:
-            render.print_json(job)
-            return
-        if not as_json:
-            render.console.print(
-                f"submitted [bold]{job.id}[/] ({job.name}), {render.state(job.state)}"
-            )
-            render.console.print(
-                f"  follow:  commonpool logs -f {job.id}\n"
-                f"  status:  commonpool job {job.id}\n"
-                f"  cancel:  commonpool cancel {job.id}"
-            )
-        if wait:
-            job = client.wait(job.id)
-            if as_json:
-                render.print_json(job)
-            else:
-                render.console.print(
-                    f"{job.id} ended {render.state(job.state)}"
-                    + (f": {job.exit_reason}" if job.exit_reason else "")
-                )
-            if job.state != "SUCCEEDED":
-                raise typer.Exit(EXIT_JOB_FAILED)
+        submit_and_report(client, spec, wait=wait, as_json=as_json)
+
+
+def submit_and_report(client: Client, spec: JobSpec, *, wait: bool, as_json: bool) -> None:
+    """Submit a job (or an array or sweep), say how to follow it, and with `wait` wait for
+    its end (printing a job's last log lines): exit 1 unless it succeeded.
+
+    `submit` and `run` both end here, so they report and wait alike.
+    """
+    if spec.is_array:
+        _submit_array(client, spec, wait=wait, as_json=as_json)
+        return
+    job = client.submit_job(spec)
+    if as_json and not wait:
+        render.print_json(job)
+        return
+    if not as_json:
+        render.console.print(f"submitted [bold]{job.id}[/] ({job.name}), {render.state(job.state)}")
+        render.console.print(
+            f"  follow:  commonpool logs -f {job.id}\n"
+            f"  status:  commonpool job {job.id}\n"
+            f"  cancel:  commonpool cancel {job.id}"
+        )
+    if not wait:
+        return
+    job = client.wait(job.id, timeout_s=math.inf)
+    if as_json:
+        render.print_json(job)
+    else:
+        for line in client.logs(job.id, tail=WAIT_LOG_TAIL):
+            print(line.line, flush=True)
+        render.console.print(
+            f"{job.id} ended {render.state(job.state)}"
+            + (f": {escape(job.exit_reason.splitlines()[0])}" if job.exit_reason else "")
+        )
+    if job.state != "SUCCEEDED":
+        raise typer.Exit(EXIT_JOB_FAILED)
 
 
 def _submit_array(client: Client, spec: JobSpec, *, wait: bool, as_json: bool) -> None:

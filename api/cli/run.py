@@ -9,23 +9,20 @@ syntax runs through `/bin/sh -c`. The command runs once, on one node.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import PurePosixPath
 from typing import Any
 
 import typer
 from pydantic import ValidationError
-from rich.markup import escape
 
 from commonpool.scheduler.spec import Dependency, JobSpec, parse_array, parse_memory
 
-from . import render
-from .context import EXIT_JOB_FAILED, JsonOption, state
+from .context import JsonOption, state
+from .jobs import submit_and_report
 
 # Options end at the command's first word: `run -- ls -l` and `run ls -l` both pass `-l` on.
 CONTEXT_SETTINGS = {"allow_interspersed_args": False}
-WAIT_LOG_TAIL = 40
 _SHELL_SYNTAX = re.compile(r"[\s|&;<>()$`\\\"'*?\[\]#~{}]")
 _DEPENDENCY_TYPES = ("ok", "any", "fail")
 
@@ -198,8 +195,8 @@ def run(
     wait: bool = typer.Option(
         False,
         "--wait/--no-wait",
-        help="Wait for the job to end, print its last log lines; exit 1 unless it succeeds "
-        "(not for arrays).",
+        help="Wait for the job (or every task of the array) to end, print a job's last log "
+        "lines; exit 1 unless it (or every task) succeeds.",
     ),
     as_json: bool = JsonOption,
 ) -> None:
@@ -222,48 +219,5 @@ def run(
         array=array,
         after=after,
     )
-    is_array = spec.array is not None or spec.sweep is not None
-    if wait and is_array:
-        raise typer.BadParameter(
-            "waits for one job, not an array (list its tasks with `commonpool jobs`)",
-            param_hint="--wait",
-        )
     with state.client() as client:
-        if is_array:
-            submitted = client.submit_array(spec)
-            if as_json:
-                render.print_json(submitted)
-                return
-            limit = f", at most {submitted.limit} at once" if submitted.limit else ""
-            render.console.print(
-                f"submitted array [bold]{submitted.id}[/] ({submitted.name}): "
-                f"{submitted.tasks} tasks{limit}\n  list:    commonpool jobs"
-            )
-            return
-        job = client.submit_job(spec)
-        if not as_json:
-            render.console.print(
-                f"submitted [bold]{job.id}[/] ({job.name}), {render.state(job.state)}"
-            )
-            if not wait:
-                render.console.print(
-                    f"  follow:  commonpool logs -f {job.id}\n"
-                    f"  status:  commonpool job {job.id}\n"
-                    f"  cancel:  commonpool cancel {job.id}"
-                )
-        if not wait:
-            if as_json:
-                render.print_json(job)
-            return
-        job = client.wait(job.id, timeout_s=math.inf)
-        if as_json:
-            render.print_json(job)
-        else:
-            for line in client.logs(job.id, tail=WAIT_LOG_TAIL):
-                print(line.line, flush=True)
-            render.console.print(
-                f"{job.id} ended {render.state(job.state)}"
-                + (f": {escape(job.exit_reason.splitlines()[0])}" if job.exit_reason else "")
-            )
-    if job.state != "SUCCEEDED":
-        raise typer.Exit(EXIT_JOB_FAILED)
+        submit_and_report(client, spec, wait=wait, as_json=as_json)

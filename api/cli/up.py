@@ -14,7 +14,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from commonpool.scheduler.config import default_state_dir, get_settings
 from commonpool.scheduler.domain.states import JobState
-from commonpool.scheduler.services.accounts import DEFAULT_PROJECT
 from commonpool.scheduler.spec import JobSpec
 
 from ..client.sdk import Client
@@ -77,6 +76,8 @@ def demo(
     keep: bool = typer.Option(False, help="Keep the demo's state dir (SQLite file, logs)."),
 ) -> None:
     """Bring a pool up, train digits-mlp with DDP on its agents, print a summary, shut down."""
+    from commonpool.scheduler.services.accounts import DEFAULT_PROJECT
+
     from ..local_pool import LocalPool
 
     state = Path(tempfile.mkdtemp(prefix="commonpool-demo-"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,6 +53,7 @@ from ..schemas import (
 from .errors import ConnectionFailed, error_from_problem
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 API = "/api/v1"
 
 
@@ -181,15 +182,14 @@ class Client:
         self, array_id: str, *, timeout_s: float = 86400, poll_s: float = 2.0
     ) -> ArrayRead:
         """Poll until every task is final (or raise TimeoutError)."""
-        deadline = time.monotonic() + timeout_s
         final = {s.value for s in JobState if s.terminal}
-        while True:
-            array = self.get_array(array_id)
-            if set(array.by_state) <= final:
-                return array
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"array {array_id} not finished after {timeout_s:.0f}s")
-            time.sleep(poll_s)
+        return _poll_until(
+            lambda: self.get_array(array_id),
+            lambda array: set(array.by_state) <= final,
+            lambda _: f"array {array_id} not finished after {timeout_s:.0f}s",
+            timeout_s,
+            poll_s,
+        )
 
     def job_events(self, job_id: str) -> list[EventRead]:
         return self._get_list(f"{API}/jobs/{job_id}/events", EventRead)
@@ -252,14 +252,13 @@ class Client:
 
     def wait(self, job_id: str, *, timeout_s: float = 3600, poll_s: float = 0.5) -> JobRead:
         """Poll until the job reaches a final state (or raise TimeoutError)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            job = self.get_job(job_id)
-            if JobState(job.state).terminal:
-                return job
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job.state} after {timeout_s:.0f}s")
-            time.sleep(poll_s)
+        return _poll_until(
+            lambda: self.get_job(job_id),
+            lambda job: JobState(job.state).terminal,
+            lambda job: f"job {job_id} still {job.state} after {timeout_s:.0f}s",
+            timeout_s,
+            poll_s,
+        )
 
     # -- nodes ------------------------------------------------------------
     def create_enrollment_token(self, ttl_s: int = 3600) -> EnrollmentTokenRead:
@@ -405,3 +404,22 @@ class Client:
         """Resources by type, per-node holdings and power now; jobs' energy since `since`."""
         params = {"since": since.isoformat()} if since is not None else {}
         return self._get(f"{API}/pool/usage", PoolUsageRead, params=params)
+
+
+def _poll_until(
+    fetch: Callable[[], T],
+    done: Callable[[T], bool],
+    timeout_message: Callable[[T], str],
+    timeout_s: float,
+    poll_s: float,
+) -> T:
+    """`fetch()` every `poll_s` until `done`; TimeoutError (with the last value's message)
+    after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = fetch()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(timeout_message(value))
+        time.sleep(poll_s)

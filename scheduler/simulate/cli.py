@@ -11,9 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ..policy.registry import POLICY_NAMES, UnknownPolicyError
-from .carbon import parse_regions
-from .cluster import parse_cluster
-from .run import carbon_setup, simulate
 
 SHOWN = ("avg_jct_h", "p95_jct_h", "makespan_h", "avg_queueing_delay_h", "utilization",
          "rho_avg", "rho_max", "jain_projects", "preemptions", "churn_preemptions",
@@ -74,6 +71,11 @@ def simulate_command(
     With regions (in --cluster or --regions) it also reports gCO2e, deadline misses of the
     flexible jobs and, for X+carbon, what the carbon layer saved over X.
     """
+    # Imported here: every `commonpool` call builds this command, few run it.
+    from .carbon import parse_regions
+    from .cluster import parse_cluster
+    from .run import carbon_setup, simulate
+
     region_list = parse_regions(regions) if regions else []
     carbon = None
     if region_list or "@" in cluster:

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from commonpool.api.cli.main import app
 from commonpool.api.cli.run import build_spec, command_value, default_name, parse_after
+from commonpool.api.client.errors import ConnectionFailed
 from tests.cli.test_cli import run
 from tests.conftest import free_port
 
@@ -55,11 +56,14 @@ def test_bad_input_is_a_clean_usage_error() -> None:
         (["--env", "NOVALUE"], "--env"),
         (["--cpus", "0"], "--cpus"),
         (["--name", "no spaces"], "--name"),
-        (["--array", "1-3", "--wait"], "--wait"),
     ):
         result = runner.invoke(app, ["--server", nowhere, "run", *args, "--", "echo", "hi"])
         assert result.exit_code == 2, (args, result.output)
         assert where in result.output, (args, result.output)
+    # --wait works for arrays too (as for `submit`): the input is fine, the server absent.
+    args = ["--server", nowhere, "run", "--array", "1-3", "--wait", "--", "true"]
+    result = runner.invoke(app, args)
+    assert isinstance(result.exception, ConnectionFailed), result.output
 
 
 def test_help_lists_the_options() -> None:

@@ -108,38 +108,30 @@ def test_exit_code_leads_the_exit_reason_even_after_long_output() -> None:
     assert exit_reason("exit code 3\nshort") == "exit code 3\nshort"
 
 
-# -- Ray: the command is the Ray job's entrypoint ---------------------------------------
-def _ray_node_labels(pool: LocalPool) -> dict[str, str]:
-    """Ray node id -> the pool's node label, from Ray's state API."""
+# -- Ray: a command runs on its allocated node (warm executor, or a Ray job) --------------
+def _ray_state(pool: LocalPool, resource: str) -> list[dict]:
+    """Ray's state API listing of `resource` (nodes, actors), with details."""
     assert pool.settings is not None
     token = pool.settings.ray_auth_token
     response = httpx.get(
-        f"{pool.settings.ray_dashboard_url}/api/v0/nodes",
+        f"{pool.settings.ray_dashboard_url}/api/v0/{resource}",
         params={"limit": 1000, "detail": "true"},
         headers={"Authorization": f"Bearer {token}"} if token else {},
         timeout=10,
     )
     response.raise_for_status()
-    return {
-        n["node_id"]: n["labels"].get(NODE_LABEL, "")
-        for n in response.json()["data"]["result"]["result"]
-    }
+    return list(response.json()["data"]["result"]["result"])
+
+
+def _ray_node_labels(pool: LocalPool) -> dict[str, str]:
+    """Ray node id -> the pool's node label."""
+    return {n["node_id"]: n["labels"].get(NODE_LABEL, "") for n in _ray_state(pool, "nodes")}
 
 
 def _ray_actor_node(pool: LocalPool, name: str) -> str:
-    """The Ray node id of the live actor `name`, from Ray's state API."""
-    assert pool.settings is not None
-    token = pool.settings.ray_auth_token
-    response = httpx.get(
-        f"{pool.settings.ray_dashboard_url}/api/v0/actors",
-        params={"limit": 1000, "detail": "true"},
-        headers={"Authorization": f"Bearer {token}"} if token else {},
-        timeout=10,
-    )
-    response.raise_for_status()
+    """The Ray node id of the live actor `name`."""
     (actor,) = [
-        a for a in response.json()["data"]["result"]["result"]
-        if a.get("name") == name and a["state"] == "ALIVE"
+        a for a in _ray_state(pool, "actors") if a.get("name") == name and a["state"] == "ALIVE"
     ]
     return str(actor["node_id"])
 
