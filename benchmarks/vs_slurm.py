@@ -39,7 +39,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.console import Console
 from rich.table import Table
@@ -198,8 +198,16 @@ def run_slurm(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 # -- commonpool --------------------------------------------------------------------
 
 
-def submit_cli(pool: LocalPool, n: int, deadline: float) -> tuple[int, int, int]:
-    """`commonpool run` processes, one after another: (submitted, failed, 0)."""
+class SubmitCounts(NamedTuple):
+    """What one submit variant achieved: accepted, refused, and 429s waited out."""
+
+    submitted: int
+    failed: int
+    rate_limited: int = 0
+
+
+def submit_cli(pool: LocalPool, n: int, deadline: float) -> SubmitCounts:
+    """`commonpool run` processes, one after another (a 429 ends a process: failed)."""
     env = {**os.environ, "COMMONPOOL_SERVER_URL": pool.url, "COMMONPOOL_TOKEN": pool.admin_token}
     cli = [str(Path(sys.executable).parent / "commonpool"), "run", "--cpus", "1", "--", "true"]
     ok = failed = 0
@@ -211,10 +219,10 @@ def submit_cli(pool: LocalPool, n: int, deadline: float) -> tuple[int, int, int]
             failed += 1
             if failed == 1:
                 console.print(f"  [red]commonpool run failed[/]: {proc.stderr.strip()[-300:]}")
-    return ok, failed, 0
+    return SubmitCounts(ok, failed)
 
 
-def submit_api(client: Client, n: int, deadline: float) -> tuple[int, int, int]:
+def submit_api(client: Client, n: int, deadline: float) -> SubmitCounts:
     """SDK submits, one after another; a 429 waits as told and retries (counted)."""
     ok = failed = limited = 0
     while ok + failed < n and time.time() < deadline:
@@ -227,16 +235,17 @@ def submit_api(client: Client, n: int, deadline: float) -> tuple[int, int, int]:
         except CommonpoolError as exc:
             failed += 1
             console.print(f"  [red]submit failed[/]: {exc}")
-    return ok, failed, limited
+    return SubmitCounts(ok, failed, limited)
 
 
-def submit_array(client: Client, n: int) -> tuple[int, int, int]:
+def submit_array(client: Client, n: int) -> SubmitCounts:
+    """One array of `n` tasks in one request: all accepted or all refused."""
     try:
         client.submit_array(TRUE.model_copy(update={"array": f"0-{n - 1}"}))
-        return n, 0, 0
+        return SubmitCounts(n, 0)
     except CommonpoolError as exc:
         console.print(f"  [red]array submit failed[/]: {exc}")
-        return 0, n, 0
+        return SubmitCounts(0, n)
 
 
 def wait_done(client: Client, submitted: int, deadline: float) -> tuple[int, int, bool]:

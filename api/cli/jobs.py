@@ -36,6 +36,12 @@ def _load_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def _overridden(fields: dict[str, Any], **flags: Any) -> dict[str, Any]:
+    """`fields` with every flag the user gave (not None) set over the file's value."""
+    fields.update({key: value for key, value in flags.items() if value is not None})
+    return fields
+
+
 def _parse_args(pairs: list[str]) -> dict[str, Any]:
     """`key=value` pairs; values are parsed as JSON when they parse, else kept as text."""
     out: dict[str, Any] = {}
@@ -75,28 +81,16 @@ def submit(
 ) -> None:
     """Submit a job from a file and/or flags (flags override the file)."""
     data = _load_file(file) if file else {}
-    resources = dict(data.get("resources") or {})
-    for key, value in (
-        ("cpus", cpus),
-        ("memory_bytes", memory),
-        ("gpus", gpus),
-        ("gpu_type", gpu_type),
-    ):
-        if value is not None:
-            resources[key] = value
+    resources = _overridden(
+        dict(data.get("resources") or {}),
+        cpus=cpus, memory_bytes=memory, gpus=gpus, gpu_type=gpu_type,
+    )  # fmt: skip
     if resources:
         data["resources"] = resources
-    for key, value in (
-        ("name", name),
-        ("entrypoint", entrypoint),
-        ("working_dir", working_dir),
-        ("workers", workers),
-        ("priority", priority),
-        ("project", project),
-        ("owner", owner),
-    ):
-        if value is not None:
-            data[key] = value
+    _overridden(
+        data, name=name, entrypoint=entrypoint, working_dir=working_dir, workers=workers,
+        priority=priority, project=project, owner=owner,
+    )  # fmt: skip
     if arg:
         data["args"] = {**data.get("args", {}), **_parse_args(arg)}
     try:

@@ -9,13 +9,24 @@ failing with "database is locked" when it upgrades a read transaction.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Bound parameters per IN list: well under SQLite's limit (32,766) and PostgreSQL's (65,535).
+IDS_PER_STATEMENT = 5_000
+
+_Id = TypeVar("_Id")
+
+
+def id_batches(ids: Sequence[_Id]) -> Iterator[Sequence[_Id]]:
+    """`ids` in slices small enough for one `IN (...)` list on every dialect."""
+    for start in range(0, len(ids), IDS_PER_STATEMENT):
+        yield ids[start : start + IDS_PER_STATEMENT]
 
 
 def is_sqlite(url: str) -> bool:

@@ -21,10 +21,9 @@ from sqlalchemy.orm import Session
 from ..domain.errors import CommonpoolError, Conflict, QuotaExceeded
 from ..domain.states import JobState, NodeState
 from ..policy import Placement
+from .engine import id_batches
 from .models import Allocation, Job, Node, Project, utcnow
 from .transitions import transition_job
-
-_IDS_PER_STATEMENT = 5_000  # bound parameters per IN list, well under SQLite's limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +167,11 @@ def record_pending_reasons(
         if job_id in stored and stored[job_id] != reason:
             by_reason[reason].append(job_id)
     for reason, job_ids in by_reason.items():
-        for start in range(0, len(job_ids), _IDS_PER_STATEMENT):
+        for batch in id_batches(job_ids):
             session.execute(
                 update(Job)
                 .where(
-                    Job.id.in_(job_ids[start : start + _IDS_PER_STATEMENT]),
+                    Job.id.in_(batch),
                     Job.state == JobState.QUEUED.value,
                 )
                 .values(pending_reason=reason)

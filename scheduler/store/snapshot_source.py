@@ -27,6 +27,7 @@ from ..policy import (
     RunningJobView,
     WorkerSlot,
 )
+from .engine import id_batches
 from .models import Allocation, Job, JobDependency, Node, Project
 
 
@@ -85,20 +86,15 @@ class QueueCache:
         """The views of `queue` ((id, version) in queue order), in that order."""
         stale = [job_id for job_id, version in queue
                  if self._views.get(job_id, (None,))[0] != version]
-        for start in range(0, len(stale), _IDS_PER_READ):
+        for batch in id_batches(stale):
             rows = session.execute(
-                select(*_QUEUED_COLUMNS, _VERSION).where(
-                    Job.id.in_(stale[start : start + _IDS_PER_READ])
-                )
+                select(*_QUEUED_COLUMNS, _VERSION).where(Job.id.in_(batch))
             ).all()
             for row in rows:
                 self._views[row.id] = (row.version, job_view(row))
         self._views = {job_id: self._views[job_id] for job_id, _ in queue
                        if job_id in self._views}
         return [entry[1] for entry in self._views.values()]
-
-
-_IDS_PER_READ = 5_000  # bound parameters per IN list
 
 
 Forecasts = Callable[[Iterable[str], float], Mapping[str, tuple[tuple[float, float], ...]]]
