@@ -188,3 +188,25 @@ def test_command_exiting_3_fails_with_its_exit_code_and_stderr(
     assert "no such dataset: digits9" in [line.line for line in client.logs(job_id)]
     assert all(a.released_at is not None for a in client.job_allocations(job_id))
     assert client.pool_summary().free.cpus == 2.0
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_command_end_wakes_the_scheduler_at_once(pool: LocalPool, client: Client) -> None:
+    """With steps 60 s apart, a command's end is still recorded within seconds: the
+    executor's reply wakes the loop (a submit wakes it for the start)."""
+    assert pool.loop is not None
+    interval = pool.loop.interval_s
+    pool.loop.interval_s = 60.0
+    try:
+        time.sleep(interval * 2)  # the loop's current wait ends; the next one is 60 s
+        started = time.monotonic()
+        job = client.submit_job(JobSpec(name="cmd-wake", kind="command", command=["true"],
+                                        resources={"cpus": 1}))
+        final = client.wait(job.id, timeout_s=50, poll_s=0.1)
+        took = time.monotonic() - started
+    finally:
+        pool.loop.interval_s = interval
+        pool.loop.wake()
+    assert final.state == "SUCCEEDED", final.exit_reason
+    assert took < 10, f"the end was recorded {took:.1f} s after the submit"
