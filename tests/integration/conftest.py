@@ -1,8 +1,7 @@
-"""A real local pool (Ray head + two agents as separate processes) shared by a module."""
+"""Fixtures of the integration tests; `shared_pool/` runs its modules on one real pool."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,14 +9,6 @@ import pytest
 
 from commonpool.api.client.sdk import Client
 from commonpool.api.local_pool import LocalPool
-
-
-@pytest.fixture(scope="module")
-def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPool]:
-    log = io.StringIO()
-    with LocalPool(tmp_path_factory.mktemp("pool"), agents=2, cpus_per_agent=1.0,
-                   log=log) as running:
-        yield running
 
 
 @pytest.fixture
