@@ -78,7 +78,7 @@ def test_lost_node_requeues_the_job_which_resumes_from_its_checkpoint(
     with pool.client() as client:
         job = client.submit_job(JobSpec(
             name="elastic", entrypoint="resumable:run", working_dir=str(tmp_path),
-            workers={"min": 1, "max": 2}, args={"steps": 40, "step_s": 0.5}, max_attempts=3))
+            workers={"min": 1, "max": 2}, args={"steps": 24, "step_s": 0.5}, max_attempts=3))
         deadline = time.monotonic() + 180
         while len(client.job_metrics(job.id)) < 6:
             assert time.monotonic() < deadline, client.get_job(job.id).state
