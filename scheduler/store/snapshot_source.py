@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, String, func, select, type_coerce
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from ..domain.states import JobState, NodeState
 from ..policy import (
@@ -77,10 +77,15 @@ class QueueCache:
     """Queued jobs' views, kept between cycles by the row's `updated_at` (which every write
     to a job row sets), so a cycle reads the queue's order and versions and full rows only
     for jobs new or changed since the previous cycle: reading and converting thousands of
-    unchanged rows was most of a cycle while a long queue drained."""
+    unchanged rows was most of a cycle while a long queue drained.
+
+    It also keeps which of them wait on dependencies (stored with the job at submit and
+    never changed), so a cycle reads dependency states for those jobs only, not by a
+    join over the whole queue."""
 
     def __init__(self) -> None:
-        self._views: dict[str, tuple[datetime, JobView]] = {}
+        self._views: dict[str, tuple[Any, JobView]] = {}
+        self._dependent: set[str] = set()
 
     def views(self, session: Session, queue: list[tuple[str, Any]]) -> list[JobView]:
         """The views of `queue` ((id, version) in queue order), in that order."""
@@ -92,9 +97,17 @@ class QueueCache:
             ).all()
             for row in rows:
                 self._views[row.id] = (row.version, job_view(row))
+            self._dependent.update(session.scalars(
+                select(JobDependency.job_id).where(JobDependency.job_id.in_(batch)).distinct()
+            ))  # fmt: skip
         self._views = {job_id: self._views[job_id] for job_id, _ in queue
                        if job_id in self._views}
+        self._dependent &= self._views.keys()
         return [entry[1] for entry in self._views.values()]
+
+    def dependent(self) -> list[str]:
+        """The jobs of the last `views` call that wait on dependencies."""
+        return sorted(self._dependent)
 
 
 Forecasts = Callable[[Iterable[str], float], Mapping[str, tuple[tuple[float, float], ...]]]
@@ -175,8 +188,9 @@ def load_snapshot(
         .order_by(Job.priority.desc(), Job.submitted_at, Job.id)
         .limit(queue_limit)
     ).all()
-    views = (queue_cache or QueueCache()).views(session, [(r.id, r.version) for r in queue])
-    dependencies = _dependencies(session) if queue else {}
+    queue_cache = queue_cache or QueueCache()
+    views = queue_cache.views(session, [(r.id, r.version) for r in queue])
+    dependencies = _dependencies(session, queue_cache.dependent())
     if stored_reasons is not None:
         stored_reasons.update((row.id, row.pending_reason) for row in queue)
     return ClusterSnapshot(
@@ -194,30 +208,31 @@ def load_snapshot(
     )
 
 
-def _dependencies(session: Session) -> dict[str, tuple[DependencyView, ...]]:
-    """Queued jobs' dependencies, one view per (job, condition, state of the dependency).
+def _dependencies(
+    session: Session, job_ids: list[str]
+) -> dict[str, tuple[DependencyView, ...]]:
+    """The dependencies of `job_ids`, one view per (job, condition, state of the dependency).
 
     Grouped in SQL, so a task that waits on a whole array costs a few rows, not one per
     task of that array; the `gates` policy layer decides what the states mean.
     """
-    waiter, dep = aliased(Job), aliased(Job)
-    rows = session.execute(
-        select(
-            JobDependency.job_id,
-            JobDependency.condition,
-            dep.state,
-            func.min(JobDependency.depends_on),
-            func.count(),
-        )
-        .join(waiter, waiter.id == JobDependency.job_id)
-        .join(dep, dep.id == JobDependency.depends_on)
-        .where(waiter.state == JobState.QUEUED.value)
-        .group_by(JobDependency.job_id, JobDependency.condition, dep.state)
-        .order_by(JobDependency.job_id, JobDependency.condition, dep.state)
-    ).all()
     views: dict[str, list[DependencyView]] = defaultdict(list)
-    for job_id, condition, state, example, count in rows:
-        views[job_id].append(DependencyView(condition, state, example, count))
+    for batch in id_batches(job_ids):
+        rows = session.execute(
+            select(
+                JobDependency.job_id,
+                JobDependency.condition,
+                Job.state,
+                func.min(JobDependency.depends_on),
+                func.count(),
+            )
+            .join(Job, Job.id == JobDependency.depends_on)
+            .where(JobDependency.job_id.in_(batch))
+            .group_by(JobDependency.job_id, JobDependency.condition, Job.state)
+            .order_by(JobDependency.job_id, JobDependency.condition, Job.state)
+        ).all()
+        for job_id, condition, state, example, count in rows:
+            views[job_id].append(DependencyView(condition, state, example, count))
     return {job_id: tuple(v) for job_id, v in views.items()}
 
 

@@ -9,9 +9,11 @@ forks the command at once and keeps its record:
 - `start(ref, ...)` is idempotent by the run's ref: a second call (a scheduler
   that crashed after launching and the one that replaced it) adopts the run
   instead of starting it again, so no attempt runs twice;
-- `wait(ref)` blocks until the run ends and returns its `RunEnd`; the
-  scheduler holds one such call per run and is woken when it returns, so a
-  job's end reaches the scheduler at once, not at its next poll;
+- `wait(ref)` blocks until the run ends and returns its `RunEnd` (with the
+  whole output when it is short, so a short command's end and output reach
+  the scheduler in one reply); the scheduler holds one such call per run and
+  is woken when it returns, so a job's end reaches the scheduler at once, not
+  at its next poll;
 - `read(ref, offset)` returns output written since `offset` (stdout and
   stderr go to one file per run on this node);
 - `stop(ref)` kills the run's process group (SIGTERM, then SIGKILL).
@@ -36,6 +38,7 @@ from pathlib import Path
 
 STOP_GRACE_S = 5.0
 READ_MAX_BYTES = 1 << 20  # output returned by one `read` call
+END_OUTPUT_MAX_BYTES = 64 << 10  # output up to this size comes with the run's end
 TAIL_LINES = 40
 TAIL_BYTES = 16_384
 
@@ -50,6 +53,7 @@ class RunEnd:
     stopped: bool = False
     error: str = ""  # why it could not start (e.g. no such program)
     tail: str = ""  # the last lines of output, for the exit reason
+    output: bytes | None = None  # all of it, when at most END_OUTPUT_MAX_BYTES
 
 
 @dataclass
@@ -133,9 +137,11 @@ class CommandExecutor:
 
     def _finish(self, ref: str, run: _Run, code: int | None, error: str = "") -> None:
         """Record the end and give the GPUs back (called with the lock held)."""
+        output, tail = _output_and_tail(run.log)
         run.end = RunEnd(
-            code, run.started_at, time.time(), stopped=run.stopped, error=error, tail=_tail(run.log)
-        )
+            code, run.started_at, time.time(), stopped=run.stopped, error=error, tail=tail,
+            output=output,
+        )  # fmt: skip
         self._free_gpus.extend(run.gpus)
         run.done.set()
 
@@ -181,14 +187,20 @@ class CommandExecutor:
                     shutil.rmtree(run.log.parent, ignore_errors=True)
 
 
-def _tail(log: Path) -> str:
+def _output_and_tail(log: Path) -> tuple[bytes | None, str]:
+    """(the whole output if short, else None; its last TAIL_LINES lines)."""
     try:
         with open(log, "rb") as handle:
-            handle.seek(max(0, log.stat().st_size - TAIL_BYTES))
-            data = handle.read()
+            size = os.fstat(handle.fileno()).st_size
+            if size <= END_OUTPUT_MAX_BYTES:
+                output: bytes | None = handle.read()
+                data = output or b""
+            else:
+                handle.seek(size - TAIL_BYTES)
+                output, data = None, handle.read()
     except FileNotFoundError:
-        return ""
-    return "\n".join(data.decode(errors="replace").splitlines()[-TAIL_LINES:])
+        return b"", ""
+    return output, "\n".join(data.decode(errors="replace").splitlines()[-TAIL_LINES:])
 
 
 def _run_env(env: dict[str, str], gpus: tuple[int, ...]) -> dict[str, str]:

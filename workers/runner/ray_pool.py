@@ -146,11 +146,15 @@ class RayPoolRunner:
             return self.jobs.new_log_lines(ref)
         import ray
 
+        offset = self._offsets.get(ref, 0)
+        end = self._end_if_known(ref)
+        if end is not None and end.output is not None:  # it came with the end: no call
+            self._offsets[ref] = len(end.output)
+            return end.output[offset:].decode(errors="replace").splitlines()
         executor = self._executor(node, create=False)
         if executor is None:
             return []
         text = b""
-        offset = self._offsets.get(ref, 0)
         try:
             while True:  # output can exceed one read; a short read was all there was
                 data, offset = ray.get(executor.read.remote(ref, offset), timeout=CALL_TIMEOUT_S)
@@ -217,6 +221,13 @@ class RayPoolRunner:
         with self._lock:
             self._just_ended.add(ref)
         self.on_run_end()
+
+    def _end_if_known(self, ref: str) -> RunEnd | None:
+        """The run's end if its `wait` has already returned one, else None."""
+        future = self._ends.get(ref)
+        if future is None or not future.done() or future.exception() is not None:
+            return None
+        return future.result()
 
     def _forget(self, ref: str) -> None:
         self._ends.pop(ref, None)
