@@ -36,7 +36,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -393,13 +393,15 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"[red]Slurm peer failed[/]: {exc}")
                 return 1
         runs: list[Run] = []
+        measured: dict[tuple[str, int], Run] = {}  # a capped CLI loop runs once, not per N
         for n in args.sizes:
             for variant in args.variants:
                 size = min(n, args.cli_n) if variant == "cli" and args.cli_n else n
                 if size < n:
                     notes.append(f"CLI loop capped at N={size} (--cli-n), compared with N={n}")
-                runs.append(run_variant(variant, size, args.cap_s, work))
-                runs[-1].peer_n = n
+                if (variant, size) not in measured:
+                    measured[variant, size] = run_variant(variant, size, args.cap_s, work)
+                runs.append(replace(measured[variant, size], peer_n=n))
         latencies = run_latency(args.latency_n, work)
     finally:
         if not args.keep:

@@ -37,6 +37,12 @@ from commonpool.workers.runner.executor import READ_MAX_BYTES, CommandExecutor, 
 from commonpool.workers.runner.ray_jobs import RayJobsRunner, Storage, command_failure
 
 NAMESPACE = "commonpool"
+# An executor serves its control calls (start, read, stop) on a few threads and the
+# blocked `wait` calls, one per running command, on a group of their own, so a node
+# full of running commands never holds up a start. Ray creates a group's threads when
+# the actor starts: thousands of them failed to start in time on a loaded machine.
+EXECUTOR_CALL_THREADS = 8
+EXECUTOR_WAIT_THREADS = 512
 CALL_TIMEOUT_S = 60.0  # an executor's first start on a node includes its worker start
 log = get_logger("runner")
 
@@ -114,12 +120,17 @@ class RayPoolRunner:
         if not request.command:
             raise ValueError(f"command job {request.job_id} has no command")
         executor = self._executor(worker.node_id)
-        self._started[ref] = ray.get(
-            executor.start.remote(
-                ref, list(request.command), dict(request.env), worker.gpus, request.max_runtime_s
-            ),
-            timeout=CALL_TIMEOUT_S,
-        )
+        try:
+            self._started[ref] = ray.get(
+                executor.start.remote(
+                    ref, list(request.command), dict(request.env), worker.gpus,
+                    request.max_runtime_s,
+                ),
+                timeout=CALL_TIMEOUT_S,
+            )  # fmt: skip
+        except ray.exceptions.RayActorError:
+            self._executors.pop(worker.node_id, None)  # dead: the next launch starts another
+            raise
         self._watch(ref, executor)
         return ref
 
@@ -275,14 +286,14 @@ class RayPoolRunner:
             return None
         if create:
             handle = (
-                ray.remote(CommandExecutor)
+                ray.remote(concurrency_groups={"waits": EXECUTOR_WAIT_THREADS})(CommandExecutor)
                 .options(
                     name=executor_name(node_id),
                     namespace=NAMESPACE,
                     lifetime="detached",
                     get_if_exists=True,
                     num_cpus=0,
-                    max_concurrency=10_000,  # one blocked `wait` per run, plus calls
+                    max_concurrency=EXECUTOR_CALL_THREADS,
                     label_selector={NODE_LABEL: node_id},
                 )
                 .remote(node_id, _gpu_count(node_id))
@@ -298,7 +309,7 @@ class RayPoolRunner:
     def _watch(self, ref: str, executor: Any) -> Future[RunEnd | None]:
         future = self._ends.get(ref)
         if future is None:
-            future = executor.wait.remote(ref).future()
+            future = executor.wait.options(concurrency_group="waits").remote(ref).future()
             future.add_done_callback(lambda _: self._ended(ref))
             self._ends[ref] = future
         return future
