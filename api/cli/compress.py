@@ -97,5 +97,4 @@ def _submit(args: dict[str, Any], source_job: str | None, checkpoint: Path | Non
         render.print_json(job)
         return
     render.console.print(f"submitted {job.id} ({job.state})")
-    render.console.print(f"  follow:  commonpool logs -f {job.id}")
-    render.console.print(f"  metrics: commonpool job {job.id}")
+    render.next_steps(follow=f"commonpool logs -f {job.id}", metrics=f"commonpool job {job.id}")

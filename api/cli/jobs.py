@@ -119,11 +119,8 @@ def submit_and_report(client: Client, spec: JobSpec, *, wait: bool, as_json: boo
         return
     if not as_json:
         render.console.print(f"submitted [bold]{job.id}[/] ({job.name}), {render.state(job.state)}")
-        render.console.print(
-            f"  follow:  commonpool logs -f {job.id}\n"
-            f"  status:  commonpool job {job.id}\n"
-            f"  cancel:  commonpool cancel {job.id}"
-        )
+        render.next_steps(follow=f"commonpool logs -f {job.id}",
+                          status=f"commonpool job {job.id}", cancel=f"commonpool cancel {job.id}")
     if not wait:
         return
     job = client.wait(job.id, timeout_s=math.inf)
@@ -145,11 +142,9 @@ def _submit_array(client: Client, spec: JobSpec, *, wait: bool, as_json: bool) -
     array = client.submit_array(spec)
     if not as_json:
         render.console.print(f"submitted array {render.array_line(array)}")
-        render.console.print(
-            f"  tasks:   commonpool jobs --array {array.id}\n"
-            f"  status:  commonpool array {array.id}\n"
-            f"  cancel:  commonpool cancel {array.id}"
-        )
+        render.next_steps(tasks=f"commonpool jobs --array {array.id}",
+                          status=f"commonpool array {array.id}",
+                          cancel=f"commonpool cancel {array.id}")
     if wait:
         array = client.wait_array(array.id)
         if not as_json:

@@ -100,3 +100,11 @@ def array_line(array: ArrayRead) -> str:
         f"{n} {state(s)}" for s, n in sorted(array.by_state.items(), key=lambda kv: -kv[1])
     )
     return f"[bold]{array.id}[/] ({escape(array.name)}): {array.tasks} tasks{limit}; {counts}"
+
+
+def next_steps(**commands: str) -> None:
+    """The commands to follow up a submit, one per line under their labels:
+    `next_steps(follow="commonpool logs -f job_x")` prints `  follow:  commonpool ...`."""
+    width = max(len(label) for label in commands) + 3
+    for label, command in commands.items():
+        console.print(f"  {label + ':':<{width}}{command}")
