@@ -33,11 +33,19 @@ from sqlalchemy.orm import Session
 
 from .domain.errors import InvalidTransition
 from .domain.states import JobState
-from .ports import LaunchRequest, Runner, RunReport, RunStatus, WorkerPlacement, is_run_of
+from .ports import (
+    LaunchRequest,
+    Runner,
+    RunnerUnavailable,
+    RunReport,
+    RunStatus,
+    WorkerPlacement,
+    is_run_of,
+)
 from .services.accounts import mint_job_token
 from .services.jobs import append_logs, list_allocations, release_allocations
 from .services.nodes import lose_node
-from .services.preemption import RequeueBackoff
+from .services.preemption import RequeueBackoff, preempt_job
 from .store.models import Job, utcnow
 from .store.transitions import transition_job
 from .store.uow import Database
@@ -174,6 +182,16 @@ class Launcher:
         for request in requests:
             try:
                 launched.append((request.job_id, self.runner.launch(request)))
+            except RunnerUnavailable as exc:  # the pool's fault: try again, elsewhere or later
+                with self.db.unit_of_work() as session:
+                    try:
+                        state = preempt_job(session, request.job_id, actor="launcher",
+                                            reason=f"launch failed: {exc}", backoff=self.backoff)
+                    except InvalidTransition:  # cancelled meanwhile
+                        continue
+                report.ended[request.job_id] = (
+                    JobState.PREEMPTED if state is JobState.QUEUED else state
+                ).value
             except Exception as exc:  # the runner refused: the job cannot run as placed
                 self._end(
                     request.job_id, JobState.FAILED, f"launch failed: {exc}", expect=JobState.PLACED

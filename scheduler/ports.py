@@ -71,6 +71,11 @@ def is_run_of(ref: str, job_id: str, attempt: int) -> bool:
     return ref.partition("@")[0] == run_ref(job_id, attempt)
 
 
+class RunnerUnavailable(Exception):
+    """`launch` could not reach what the run needs (e.g. its node's executor died): the
+    job is not at fault, so it is requeued (one attempt spent), not failed."""
+
+
 class Runner(Protocol):
     """Executes launches. Every method is idempotent: the loop may retry after a crash."""
 
@@ -79,7 +84,8 @@ class Runner(Protocol):
         ...
 
     def launch(self, request: LaunchRequest) -> str:
-        """Start the run (or adopt the one already started for this job attempt); its ref."""
+        """Start the run (or adopt the one already started for this job attempt); its ref.
+        Raises `RunnerUnavailable` when the failure is the pool's, not the job's."""
         ...
 
     def poll(self, ref: str) -> RunReport: ...

@@ -96,7 +96,7 @@ def preempt_job(
         placed_at=None,
         started_at=None,
         eligible_at=eligible_at,
-        pending_reason=f"requeue backoff after: {reason}" if wait else None,
+        pending_reason=f"requeue backoff after: {reason}"[:500] if wait else None,
         **extra,
     )
     return JobState.QUEUED

@@ -31,7 +31,13 @@ from typing import Any
 
 from commonpool.scheduler.config import Settings
 from commonpool.scheduler.logs import get_logger
-from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, run_ref
+from commonpool.scheduler.ports import (
+    LaunchRequest,
+    RunnerUnavailable,
+    RunReport,
+    RunStatus,
+    run_ref,
+)
 from commonpool.workers.ray_node import NODE_LABEL, auth_env
 from commonpool.workers.runner.executor import READ_MAX_BYTES, CommandExecutor, RunEnd
 from commonpool.workers.runner.ray_jobs import RayJobsRunner, Storage, command_failure
@@ -128,9 +134,10 @@ class RayPoolRunner:
                 ),
                 timeout=CALL_TIMEOUT_S,
             )  # fmt: skip
-        except ray.exceptions.RayActorError:
+        except ray.exceptions.RayActorError as exc:
             self._executors.pop(worker.node_id, None)  # dead: the next launch starts another
-            raise
+            why = next(iter(str(exc).splitlines()), "") or type(exc).__name__
+            raise RunnerUnavailable(f"node {worker.node_id}'s executor died: {why}") from exc
         self._watch(ref, executor)
         return ref
 

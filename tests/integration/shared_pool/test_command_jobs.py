@@ -210,3 +210,32 @@ def test_a_command_end_wakes_the_scheduler_at_once(pool: LocalPool, client: Clie
         pool.loop.wake()
     assert final.state == "SUCCEEDED", final.exit_reason
     assert took < 10, f"the end was recorded {took:.1f} s after the submit"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_dead_executor_requeues_the_job_and_a_new_executor_runs_it(
+    pool: LocalPool, client: Client
+) -> None:
+    """The pool's fault, not the job's: attempt 2 runs on a fresh executor."""
+    import ray
+
+    from commonpool.workers.runner.ray_pool import NAMESPACE
+
+    warm = client.submit_job(JobSpec(name="cmd-warm", kind="command", command=["true"],
+                                     resources={"cpus": 1}))
+    assert client.wait(warm.id, timeout_s=120, poll_s=0.2).state == "SUCCEEDED"
+    for node_id in pool.node_ids:  # whichever node the next job lands on, its executor is dead
+        try:
+            ray.kill(ray.get_actor(executor_name(node_id), namespace=NAMESPACE))
+        except ValueError:
+            continue  # this node's executor was never created
+    job = client.submit_job(JobSpec(name="cmd-after-death", kind="command",
+                                    command=["echo", "survived"], resources={"cpus": 1}))
+    final = client.wait(job.id, timeout_s=120, poll_s=0.2)
+    assert final.state == "SUCCEEDED", final.exit_reason
+    assert final.attempt == 2
+    events = client.job_events(job.id)
+    requeued = [e.reason or "" for e in events if e.to_state == "PREEMPTED"]
+    assert len(requeued) == 1 and "executor died" in requeued[0], requeued
+    assert "survived" in [line.line for line in client.logs(job.id)]
