@@ -183,15 +183,9 @@ class Launcher:
             try:
                 launched.append((request.job_id, self.runner.launch(request)))
             except RunnerUnavailable as exc:  # the pool's fault: try again, elsewhere or later
-                with self.db.unit_of_work() as session:
-                    try:
-                        state = preempt_job(session, request.job_id, actor="launcher",
-                                            reason=f"launch failed: {exc}", backoff=self.backoff)
-                    except InvalidTransition:  # cancelled meanwhile
-                        continue
-                report.ended[request.job_id] = (
-                    JobState.PREEMPTED if state is JobState.QUEUED else state
-                ).value
+                state = self._requeue(request.job_id, f"launch failed: {exc}")
+                if state is not None:
+                    report.ended[request.job_id] = state.value
             except Exception as exc:  # the runner refused: the job cannot run as placed
                 self._end(
                     request.job_id, JobState.FAILED, f"launch failed: {exc}", expect=JobState.PLACED
@@ -215,6 +209,18 @@ class Launcher:
                 except InvalidTransition:  # cancelled meanwhile: phase 1 stops it next step
                     # (the refused compare-and-set wrote nothing, so the unit goes on)
                     session.execute(update(Job).where(Job.id == job_id).values(runner_ref=ref))
+
+    def _requeue(self, job_id: str, reason: str) -> JobState | None:
+        """PLACED -> PREEMPTED -> QUEUED (attempt + 1, backoff), or FAILED out of attempts;
+        PREEMPTED or FAILED for the report, None if the job was cancelled meanwhile."""
+        with self.db.unit_of_work() as session:
+            try:
+                state = preempt_job(
+                    session, job_id, actor="launcher", reason=reason, backoff=self.backoff
+                )
+            except InvalidTransition:
+                return None
+        return JobState.PREEMPTED if state is JobState.QUEUED else state
 
     def _request(self, job: Job, session: Session) -> LaunchRequest:
         allocations = [
