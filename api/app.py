@@ -18,13 +18,14 @@ from .limits import BodySizeLimit
 from .metrics import PoolMetrics
 from .problems import API_PROBLEMS, document_problems, install_problem_handlers, problem_responses
 from .ratelimit import Rate, RateLimiter
-from .routes import admin, arrays, energy, fairness, jobs, metrics, nodes, pool
+from .routes import admin, arrays, artifacts, energy, fairness, jobs, metrics, nodes, pool
 
 API_PREFIX = "/api/v1"
 
 ROUTERS: tuple[tuple[str, APIRouter], ...] = (
     (API_PREFIX, jobs.router),
     (API_PREFIX, arrays.router),
+    (API_PREFIX, artifacts.router),
     (API_PREFIX, admin.router),
     (API_PREFIX, nodes.router),
     (API_PREFIX, pool.router),
@@ -60,6 +61,7 @@ def create_app(
     app.state.db = db or Database(make_engine(settings.resolved_database_url))
     app.state.wake_scheduler = wake_scheduler or (lambda: None)
     app.state.carbon = carbon or default_chain()
+    app.state.blobs = settings.blob_store()
     app.state.metrics = PoolMetrics(app.state.db)
     app.state.auth = Authenticator(app.state.db, settings.auth_cache_s)
     app.state.rate_limiter = RateLimiter(
@@ -72,7 +74,12 @@ def create_app(
     for prefix, router in ROUTERS:
         app.include_router(router, prefix=prefix, responses=_problems(prefix, router))
     document_problems(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    # An artifact upload streams into the blob store, which enforces its own limit.
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        streamed_paths=(f"{API_PREFIX}{artifacts.router.prefix}",),
+    )
     return app
 
 

@@ -9,7 +9,9 @@ see only the caller and the resource the path names:
   a job id does not reveal that it exists); a member cancels the jobs they
   own, a project-admin any job of the project, a pool admin anything; a job
   array follows the same rules as one job;
-- agents act only for their own node, job tokens only report for their job;
+- agents act only for their own node, job tokens only report for their job,
+  fetch the artifacts it declared and publish the model it names;
+- artifacts are visible by their visibility (`services.artifacts.Viewer`);
 - admin routes need a user who is an admin *and* a token with `admin` scope.
 
 Decisions that need the request body (which project a submit charges) are
@@ -189,6 +191,23 @@ class AnyCaller(Policy):
         _require(principal)
 
 
+@dataclass(frozen=True, repr=False)
+class UserOrJob(Policy):
+    """A user token holding `scope`, or a job's own token (the route narrows what a job
+    may do: fetch only its declared inputs, publish only its `publish` name)."""
+
+    scope: Scope = Scope.JOBS_READ
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"user:{self.scope.value}-or-job"
+
+    async def check(self, request: Request, principal: Principal | None) -> None:
+        if _require(principal).kind is PrincipalKind.JOB:
+            return
+        _require_user_scope(principal, self.scope)
+
+
 PUBLIC = Public()
 JOBS_READ = UserScope(Scope.JOBS_READ)
 JOBS_SUBMIT = UserScope(Scope.JOBS_WRITE, rate="submit")
@@ -205,6 +224,8 @@ AGENT_HEARTBEAT = NodeSelf(rate="heartbeat")
 ADMIN_OR_AGENT = AdminOrNodeSelf()
 PROJECT_MANAGER = ProjectManager()
 ANY_CALLER = AnyCaller()
+ARTIFACT_FETCH = UserOrJob(Scope.JOBS_READ)
+ARTIFACT_PUBLISH = UserOrJob(Scope.JOBS_WRITE)
 
 
 def _require(principal: Principal | None) -> Principal:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, computed_field, model_validator
 
+from commonpool.scheduler.domain.artifacts import ArtifactKind, Visibility
 from commonpool.scheduler.domain.principal import USER_SCOPES, Role, Scope
 from commonpool.scheduler.spec import JobSpec, LabelKey, LabelValue, Name, ResourcesSpec
 
@@ -67,7 +68,47 @@ class JobRead(_Read):
     pending_reason: str | None
     exit_reason: str | None
     checkpoint_uri: str | None
+    publish: str | None
     metrics: dict[str, Any]
+
+
+class ArtifactRead(_Read):
+    """A model or dataset version; `ref` (`name@version`) is what jobs and commands name."""
+
+    id: str
+    name: str
+    version: int
+    kind: ArtifactKind
+    format: str
+    sha256: str
+    size_bytes: int
+    project: str
+    owner: str
+    visibility: Visibility
+    licence: str | None
+    description: str | None
+    produced_by_job: str | None
+    downloads: int
+    created_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class ArtifactDetail(ArtifactRead):
+    """One version with its model card (lineage, training, energy and carbon, reuse)."""
+
+    card: dict[str, Any]
+
+
+class ArtifactUpdate(_Write):
+    """What the owner (or a project admin) may change after publishing; the bytes never."""
+
+    visibility: Visibility | None = None
+    licence: str | None = Field(default=None, max_length=100)
+    description: str | None = Field(default=None, max_length=2000)
 
 
 class ArrayRead(_Read):
@@ -394,6 +435,7 @@ class QuotaFields(_Write):
     max_cpus: float | None = Field(default=None, ge=0, le=1e9)
     max_gpus: int | None = Field(default=None, ge=0, le=1_000_000)
     max_queued_jobs: int | None = Field(default=None, ge=0, le=10_000_000)
+    max_artifact_bytes: int | None = Field(default=None, ge=0, le=2**62)
 
 
 class ProjectCreate(QuotaFields):
@@ -408,6 +450,7 @@ class ProjectRead(_Read):
     max_cpus: float | None
     max_gpus: int | None
     max_queued_jobs: int | None
+    max_artifact_bytes: int | None
     created_at: datetime
 
 

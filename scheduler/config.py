@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .blobs import LocalBlobStore, open_blob_store
+
 
 def default_config_file() -> Path:
     return Path(
@@ -116,6 +118,18 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
     max_request_bytes: int = Field(default=1_000_000, gt=0)
+    artifacts_url: str = Field(
+        default="",
+        description="Where artifact blobs live: a directory, or an fsspec URL such as "
+        "s3://bucket/prefix (needs s3fs; endpoint via artifacts_s3_endpoint); empty means "
+        "<state_dir>/artifacts.",
+    )
+    artifacts_s3_endpoint: str = Field(
+        default="", description="Endpoint of an S3-compatible server for artifacts_url."
+    )
+    artifact_max_bytes: int = Field(
+        default=4 * 2**30, gt=0, description="Largest artifact one upload may store."
+    )
     page_size_max: int = Field(default=500, gt=0, le=10_000)
     token: str | None = Field(
         default=None,
@@ -167,6 +181,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.state_dir / 'commonpool.db'}"
+
+    def blob_store(self) -> LocalBlobStore:
+        """The artifact blob store `artifacts_url` names (created on first use)."""
+        options = {"endpoint_url": self.artifacts_s3_endpoint} if self.artifacts_s3_endpoint else {}
+        return open_blob_store(
+            self.artifacts_url or str(self.state_dir / "artifacts"),
+            staging=self.state_dir / "artifacts-staging",
+            **options,
+        )
 
     @classmethod
     def settings_customise_sources(

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from .domain.errors import InvalidTransition
 from .domain.states import JobState
 from .ports import (
+    InputArtifact,
     LaunchRequest,
     Runner,
     RunnerUnavailable,
@@ -43,6 +44,7 @@ from .ports import (
     is_run_of,
 )
 from .services.accounts import mint_job_token
+from .services.artifacts import job_inputs
 from .services.jobs import append_logs, list_allocations, release_allocations
 from .services.nodes import lose_node
 from .services.preemption import RequeueBackoff, preempt_job
@@ -253,6 +255,8 @@ class Launcher:
             framework=job.framework,
             kind=job.kind,
             command=tuple(job.command) if job.command is not None else None,
+            inputs=_inputs(session, job),
+            publish=job.publish,
         )
 
     # -- 3. poll --------------------------------------------------------------
@@ -416,3 +420,14 @@ def _end_in(
         return False  # already ended (e.g. cancelled meanwhile)
     release_allocations(session, job_id)
     return True
+
+
+def _inputs(session: Session, job: Job) -> tuple[InputArtifact, ...]:
+    """The artifacts the job's workers stage; only ddp jobs have any (the spec's rule),
+    so the command jobs' hot path skips the query."""
+    if job.kind != "ddp":
+        return ()
+    return tuple(
+        InputArtifact(a.name, a.version, role.value, a.sha256, a.size_bytes)
+        for a, role in job_inputs(session, job.id)
+    )

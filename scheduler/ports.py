@@ -24,6 +24,21 @@ class WorkerPlacement:
 
 
 @dataclass(frozen=True, slots=True)
+class InputArtifact:
+    """An artifact a job reads, pinned at submit: workers fetch `ref` and check `sha256`."""
+
+    name: str
+    version: int
+    role: str  # "dataset" or "init"
+    sha256: str
+    size_bytes: int
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
 class LaunchRequest:
     job_id: str
     attempt: int
@@ -36,6 +51,8 @@ class LaunchRequest:
     framework: str = "torch"  # or "tensorflow": which Ray Train trainer runs the loop
     kind: str = "ddp"  # or "command": `command` (argv) runs once on the one allocated node
     command: tuple[str, ...] | None = None
+    inputs: tuple[InputArtifact, ...] = ()  # kind ddp: staged on every worker's node
+    publish: str | None = None  # kind ddp: publish the final checkpoint as this model
 
 
 class RunStatus(StrEnum):

@@ -13,7 +13,16 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from .domain.artifacts import ArtifactRef
 
 MAX_WORKERS = 1024
 MAX_CPUS_PER_WORKER = 1024.0
@@ -45,6 +54,13 @@ _MEMORY_UNITS = {
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=_NAME)]
 LabelKey = Annotated[str, Field(min_length=1, max_length=63, pattern=_LABEL)]
 LabelValue = Annotated[str, Field(max_length=63)]
+
+
+def _artifact_ref(value: str) -> str:
+    return str(ArtifactRef.parse(value))
+
+
+ArtifactRefText = Annotated[str, Field(max_length=120), AfterValidator(_artifact_ref)]
 
 
 def parse_memory(value: str | int) -> int:
@@ -197,6 +213,21 @@ class JobSpec(_Strict):
         default="ignore",
         description="`aware`: with a deadline and max_runtime_s it may wait for cleaner power.",
     )
+    datasets: list[ArtifactRefText] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Dataset artifacts (`name` or `name@version`) staged on every worker's "
+        "node before training; the loop finds them with `job.input_dir(name)`.",
+    )
+    init_from: ArtifactRefText | None = Field(
+        default=None,
+        description="A model artifact whose files the loop starts from (`job.init_dir()`).",
+    )
+    publish: Name | None = Field(
+        default=None,
+        description="On success, publish the final checkpoint as the next version of this "
+        "model artifact (owned by the job's owner and project, visibility `project`).",
+    )
 
     @field_validator("command", mode="before")
     @classmethod
@@ -226,6 +257,13 @@ class JobSpec(_Strict):
                 raise ValueError("entrypoint is for kind: ddp (a command job runs its command)")
             if self.workers.max != 1:
                 raise ValueError("a command job runs on one node: workers must be 1")
+            if self.datasets or self.init_from or self.publish:
+                raise ValueError(
+                    "datasets, init_from and publish are for ddp jobs (a command job can "
+                    "fetch an artifact itself: `commonpool artifacts download`)"
+                )
+        if len({ArtifactRef.parse(d).name for d in self.datasets}) < len(self.datasets):
+            raise ValueError("datasets name the same artifact twice")
         if self.array is not None and self.sweep is not None:
             raise ValueError("give array or sweep, not both")
         if self.max_running is not None and self.array is None and self.sweep is None:

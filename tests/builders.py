@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from commonpool.scheduler.services.nodes import (
@@ -49,3 +50,14 @@ def online_node(
     )
     heartbeat(session, node, epoch=node.lease_epoch, utilization={}, lease=timedelta(minutes=5))
     return node, credential
+
+
+def member_headers(client: TestClient, name: str, project: str, **token: Any) -> dict[str, str]:
+    """A new user, member of `project` (created if new), and the headers of a fresh token
+    of theirs (`token`: its fields, e.g. scopes). `client` must act as an admin."""
+    client.post("/api/v1/admin/projects", json={"name": project})
+    assert client.post("/api/v1/admin/users", json={"name": name}).status_code == 201
+    assert client.put(f"/api/v1/projects/{project}/members/{name}", json={}).status_code == 200
+    created = client.post("/api/v1/admin/tokens", json={"user": name, **token})
+    assert created.status_code == 201, created.text
+    return {"Authorization": f"Bearer {created.json()['token']}"}

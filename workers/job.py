@@ -12,6 +12,9 @@ effort with a short timeout: an unreachable server never fails training.
         ctx = job.context()
         ...
         job.report({"loss": loss, "samples_per_s": rate}, step=epoch, checkpoint_dir=tmp)
+
+A job that names artifacts (`datasets:`, `init_from:`) finds them unpacked on
+its node with `input_dir(name)` and `init_dir()`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ ENV_JOB_ID = "COMMONPOOL_JOB_ID"
 ENV_ATTEMPT = "COMMONPOOL_JOB_ATTEMPT"
 ENV_TOKEN = "COMMONPOOL_JOB_TOKEN"
 ENV_CA_PEM = "COMMONPOOL_CA_PEM"  # the pool's CA (PEM text) when its API uses a private CA
+ENV_INPUTS = "COMMONPOOL_INPUTS"  # the staged artifacts of this worker (JSON, set by the runner)
 REPORT_TIMEOUT_S = 5.0
 
 
@@ -89,6 +93,25 @@ def latest_checkpoint_dir() -> str | None:
     if checkpoint is None:
         return None
     return checkpoint.to_directory()
+
+
+def input_dir(name: str) -> Path:
+    """Where artifact `name` (a `datasets:` entry or the `init_from` model) is unpacked on
+    this worker's node; KeyError names the inputs the job has."""
+    inputs = _staged()["inputs"]
+    if name not in inputs:
+        raise KeyError(f"artifact {name!r} is not an input of this job (inputs: {sorted(inputs)})")
+    return Path(inputs[name])
+
+
+def init_dir() -> Path | None:
+    """The files of the job's `init_from` model, or None when it starts from scratch."""
+    init = _staged()["init"]
+    return Path(init) if init else None
+
+
+def _staged() -> dict:
+    return json.loads(os.environ.get(ENV_INPUTS) or '{"inputs": {}, "init": null}')
 
 
 def _report_to_ray(metrics: dict[str, float], step: int, checkpoint_dir: str | Path | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from commonpool.scheduler.domain.principal import USER_SCOPES, Role, Scope
+from commonpool.scheduler.spec import parse_memory
 
 from ..schemas import ProjectCreate, QuotaFields, TokenCreate
 from . import render
@@ -13,6 +14,9 @@ from .context import JsonOption, state
 admin_app = typer.Typer(help="Pool administration (needs an admin token).", no_args_is_help=True)
 
 SCOPES_HELP = ", ".join(s.value for s in Scope)
+ArtifactQuotaOption = typer.Option(
+    None, "--max-artifacts", help="Bytes its artifacts may store in all, e.g. 50GiB."
+)
 
 
 @admin_app.command("create-user")
@@ -48,11 +52,17 @@ def create_project(
     max_cpus: float | None = typer.Option(None, min=0, help="CPUs its jobs may hold at once."),
     max_gpus: int | None = typer.Option(None, min=0, help="GPUs its jobs may hold at once."),
     max_queued: int | None = typer.Option(None, min=0, help="Jobs it may have waiting."),
+    max_artifacts: str | None = ArtifactQuotaOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Create a project, optionally with quotas (unset = unlimited)."""
     body = ProjectCreate(
-        name=name, weight=weight, max_cpus=max_cpus, max_gpus=max_gpus, max_queued_jobs=max_queued
+        name=name,
+        weight=weight,
+        max_cpus=max_cpus,
+        max_gpus=max_gpus,
+        max_queued_jobs=max_queued,
+        max_artifact_bytes=_bytes(max_artifacts),
     )
     with state.client() as client:
         project = client.create_project(body)
@@ -65,20 +75,39 @@ def set_quota(
     max_cpus: float | None = typer.Option(None, min=0, help="CPUs (unset = unlimited)."),
     max_gpus: int | None = typer.Option(None, min=0, help="GPUs (unset = unlimited)."),
     max_queued: int | None = typer.Option(None, min=0, help="Queued jobs (unset = unlimited)."),
+    max_artifacts: str | None = ArtifactQuotaOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Replace a project's quotas (each limit not given becomes unlimited)."""
-    quota = QuotaFields(max_cpus=max_cpus, max_gpus=max_gpus, max_queued_jobs=max_queued)
+    quota = QuotaFields(
+        max_cpus=max_cpus,
+        max_gpus=max_gpus,
+        max_queued_jobs=max_queued,
+        max_artifact_bytes=_bytes(max_artifacts),
+    )
     with state.client() as client:
         row = client.set_quota(project, quota)
     render.print_json(row) if as_json else render.console.print(
         f"project {row.name}: cpus {_limit(row.max_cpus)}, gpus {_limit(row.max_gpus)}, "
-        f"queued {_limit(row.max_queued_jobs)}"
+        f"queued {_limit(row.max_queued_jobs)}, artifacts {_size_limit(row.max_artifact_bytes)}"
     )
 
 
 def _limit(value: float | None) -> str:
     return "unlimited" if value is None else f"{value:g}"
+
+
+def _size_limit(value: int | None) -> str:
+    return "unlimited" if value is None else render.size(value)
+
+
+def _bytes(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_memory(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-artifacts") from None
 
 
 @admin_app.command("projects")

@@ -53,6 +53,18 @@ def gib(memory_bytes: int) -> str:
     return f"{memory_bytes / 2**30:.1f} GiB"
 
 
+def size(n_bytes: int) -> str:
+    """A byte count for people: 512 B, 3.4 KiB, 1.2 GiB."""
+    if n_bytes < 1024:
+        return f"{n_bytes} B"
+    value = n_bytes / 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
 def age(when: datetime | None) -> str:
     if when is None:
         return "-"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -22,6 +23,9 @@ from commonpool.scheduler.domain.states import JobState
 from ..schemas import (
     AllocationRead,
     ArrayRead,
+    ArtifactDetail,
+    ArtifactRead,
+    ArtifactUpdate,
     AuditRead,
     EnergyReportIn,
     EnrollmentTokenRead,
@@ -50,11 +54,18 @@ from ..schemas import (
     UserRead,
     WhoAmI,
 )
+from . import transfer
 from .errors import ConnectionFailed, error_from_problem
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 API = "/api/v1"
+SHA256_HEADER = "X-Content-SHA256"
+DOWNLOAD_ATTEMPTS = 3
+
+
+class ArtifactCorrupted(RuntimeError):
+    """Every download of an artifact gave bytes that do not match its sha256."""
 
 
 def _bearer(credential: str) -> dict[str, str]:
@@ -72,13 +83,17 @@ class Client:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         ca_file: str | Path | None = None,
+        ca_pem: str | None = None,
     ) -> None:
-        """`ca_file`: verify an https server against this CA bundle instead of the system's."""
+        """`ca_file` (a CA bundle file) or `ca_pem` (its text): verify an https server
+        against this CA instead of the system's."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
         verify: ssl.SSLContext | bool = True
         if ca_file is not None:
             verify = ssl.create_default_context(cafile=str(ca_file))
+        elif ca_pem is not None:
+            verify = ssl.create_default_context(cadata=ca_pem)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=headers,
@@ -119,6 +134,81 @@ class Client:
     def _get_list(self, path: str, model: type[M], **kwargs: Any) -> list[M]:
         data = self._request("GET", path, **kwargs).json()
         return TypeAdapter(list[model]).validate_python(data)  # type: ignore[valid-type]
+
+    # -- artifacts --------------------------------------------------------
+    def list_artifacts(
+        self,
+        *,
+        kind: str | None = None,
+        query: str | None = None,
+        project: str | None = None,
+        limit: int = 50,
+    ) -> list[ArtifactRead]:
+        params = {"kind": kind, "q": query, "project": project, "limit": limit}
+        page = self._get(
+            f"{API}/artifacts", Page[ArtifactRead],
+            params={k: v for k, v in params.items() if v is not None},
+        )
+        return page.items
+
+    def get_artifact(self, ref: str) -> ArtifactDetail:
+        return self._get(f"{API}/artifacts/{ref}", ArtifactDetail)
+
+    def update_artifact(self, ref: str, changes: ArtifactUpdate) -> ArtifactRead:
+        body = changes.model_dump(mode="json", exclude_unset=True)
+        return ArtifactRead.model_validate(
+            self._request("PATCH", f"{API}/artifacts/{ref}", json=body).json()
+        )
+
+    def upload_artifact(self, source: Path, name: str, **metadata: str) -> ArtifactRead:
+        """Publish a file or directory (packed as a tar) as the next version of `name`;
+        `metadata`: kind, format, visibility, project, licence, description. The server
+        checks the bytes against the sha256 computed here."""
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / "artifact.tar"
+            transfer.pack(source, archive)
+            with open(archive, "rb") as body:
+                response = self._request(
+                    "POST",
+                    f"{API}/artifacts",
+                    params={"name": name, **metadata},
+                    headers={
+                        SHA256_HEADER: transfer.file_sha256(archive),
+                        "Content-Type": "application/x-tar",
+                    },
+                    content=transfer.chunks(body),
+                )
+        return ArtifactRead.model_validate(response.json())
+
+    def download_artifact(self, ref: str, sha256: str, target: Path) -> None:
+        """`ref`'s bytes into `target`, resuming a partial file, until they hash to
+        `sha256`; bytes that do not match are thrown away and fetched again (3 tries)."""
+        for _ in range(DOWNLOAD_ATTEMPTS):
+            self._resume_download(ref, target)
+            if transfer.file_sha256(target) == sha256:
+                return
+            target.unlink()
+        raise ArtifactCorrupted(
+            f"artifact {ref}: {DOWNLOAD_ATTEMPTS} downloads did not match sha256 {sha256}"
+        )
+
+    def _resume_download(self, ref: str, target: Path) -> None:
+        have = target.stat().st_size if target.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        try:
+            with self._http.stream(
+                "GET", f"{API}/artifacts/{ref}/content", headers=headers
+            ) as response:
+                if response.status_code == 416:  # the partial file is already whole (or more)
+                    return
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_problem(response.status_code, response.json())
+                with open(target, "ab" if response.status_code == 206 else "wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(f"cannot reach {self.base_url}: {exc}") from exc
 
     # -- jobs -------------------------------------------------------------
     def submit_job(self, spec: JobSpec) -> JobRead:

@@ -37,7 +37,9 @@ Manager = Annotated[Principal, authorize(PROJECT_MANAGER)]
 
 
 def _quota(body: QuotaFields) -> accounts.Quota:
-    return accounts.Quota(body.max_cpus, body.max_gpus, body.max_queued_jobs)
+    return accounts.Quota(
+        body.max_cpus, body.max_gpus, body.max_queued_jobs, body.max_artifact_bytes
+    )
 
 
 def _token_read(row: ApiToken, user: str) -> TokenRead:

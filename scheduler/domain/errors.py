@@ -77,6 +77,20 @@ class QuotaExceeded(Forbidden):
     title = "Quota exceeded"
 
 
+class PayloadTooLarge(CommonpoolError):
+    """A body (e.g. an artifact upload) over the size the server accepts for it."""
+
+    code = "payload-too-large"
+    title = "Payload too large"
+
+
+class RangeNotSatisfiable(CommonpoolError):
+    """A byte range (resuming a download) that starts past the end of the content."""
+
+    code = "range-not-satisfiable"
+    title = "Range not satisfiable"
+
+
 class QueueQuotaExceeded(CommonpoolError):
     """The project has as many jobs waiting as its quota allows; retry when some start."""
 
@@ -108,6 +122,8 @@ ALL_ERRORS: tuple[type[CommonpoolError], ...] = (
     Unauthorized,
     Forbidden,
     QuotaExceeded,
+    PayloadTooLarge,
+    RangeNotSatisfiable,
     QueueQuotaExceeded,
     RateLimited,
     Unavailable,

@@ -31,6 +31,7 @@ class Quota:
     max_cpus: float | None = None
     max_gpus: int | None = None
     max_queued_jobs: int | None = None
+    max_artifact_bytes: int | None = None
 
 
 def create_user(session: Session, name: str, *, admin: bool = False, actor: str) -> User:
@@ -66,6 +67,7 @@ def create_project(
         max_cpus=quota.max_cpus,
         max_gpus=quota.max_gpus,
         max_queued_jobs=quota.max_queued_jobs,
+        max_artifact_bytes=quota.max_artifact_bytes,
     )
     session.add(project)
     session.flush()
@@ -97,6 +99,7 @@ def set_quota(session: Session, name: str, quota: Quota, *, actor: str) -> Proje
     project.max_cpus = quota.max_cpus
     project.max_gpus = quota.max_gpus
     project.max_queued_jobs = quota.max_queued_jobs
+    project.max_artifact_bytes = quota.max_artifact_bytes
     session.flush()
     audit.record(session, actor, "project.quota", name, project=name, **_quota_detail(quota))
     return project
@@ -107,6 +110,7 @@ def _quota_detail(quota: Quota) -> dict[str, float | int | None]:
         "max_cpus": quota.max_cpus,
         "max_gpus": quota.max_gpus,
         "max_queued_jobs": quota.max_queued_jobs,
+        "max_artifact_bytes": quota.max_artifact_bytes,
     }
 
 

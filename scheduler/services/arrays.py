@@ -21,7 +21,7 @@ from ..domain.states import JobState
 from ..spec import JobSpec
 from ..store.models import Allocation, Job, JobEvent, utcnow
 from ..store.transitions import transition_jobs
-from . import audit
+from . import artifacts, audit
 from .dependencies import check_dependency_rows, record_dependencies, resolve_dependencies
 from .jobs import charge_project, job_columns, release_allocations_where, submitted_event
 
@@ -65,6 +65,9 @@ def submit_array(
     project = charge_project(session, spec, require_project=require_project, jobs=len(tasks))
     waits_for = resolve_dependencies(session, spec.after, visible_projects=visible_projects)
     check_dependency_rows(len(tasks), waits_for)
+    inputs = artifacts.resolve_inputs(
+        session, artifacts.Viewer(spec.owner or actor, visible_projects), spec, project
+    )
     array_id = new_id("arr")
     ids = sorted(new_id("job") for _ in tasks)
     limit = spec.array_limit  # once: it parses `array`, 5,000 parses cost most of a second
@@ -91,6 +94,7 @@ def submit_array(
     )
     session.execute(insert(JobEvent), [submitted_event(job_id, actor) for job_id in ids])
     record_dependencies(session, ids, waits_for)
+    artifacts.record_inputs(session, ids, inputs)
     audit.record(session, actor, "array.submit", array_id, project=project, tasks=len(ids))
     return ArraySummary(
         array_id,

@@ -23,7 +23,7 @@ from ..policy import Cancellation
 from ..spec import JobSpec
 from ..store.models import Allocation, Job, JobEvent, JobLogLine, JobMetric, Project, utcnow
 from ..store.transitions import transition_job
-from . import audit
+from . import artifacts, audit
 from .accounts import DEFAULT_PROJECT, get_project
 from .dependencies import record_dependencies, resolve_dependencies
 from .pagination import Page
@@ -56,11 +56,15 @@ def submit_job(
         )
     project_name = charge_project(session, spec, require_project=require_project)
     waits_for = resolve_dependencies(session, spec.after, visible_projects=visible_projects)
+    inputs = artifacts.resolve_inputs(
+        session, artifacts.Viewer(spec.owner or actor, visible_projects), spec, project_name
+    )
     job = Job(id=new_id("job"), **job_columns(spec, project_name, submitted_at=utcnow()))
     session.add(job)
     session.add(JobEvent(**submitted_event(job.id, actor)))
     session.flush()
     record_dependencies(session, [job.id], waits_for)
+    artifacts.record_inputs(session, [job.id], inputs)
     audit.record(session, actor, "job.submit", job.id, project=project_name)
     return job
 
@@ -95,6 +99,7 @@ def job_columns(spec: JobSpec, project: str, *, submitted_at: datetime) -> dict[
         "max_attempts": spec.max_attempts,
         "framework": spec.framework,
         "carbon": spec.carbon,
+        "publish": spec.publish,
         "submitted_at": submitted_at,
         "metrics": {},
     }

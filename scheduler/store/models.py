@@ -9,6 +9,7 @@ a buggy writer.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -31,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ..domain.artifacts import ArtifactKind, InputRole, Visibility
 from ..domain.states import JobState, NodeState
 
 NAMING = {
@@ -65,7 +67,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _in(column: str, values: type[JobState] | type[NodeState]) -> str:
+def _in(column: str, values: type[StrEnum]) -> str:
     listed = ", ".join(f"'{v.value}'" for v in values)
     return f"{column} IN ({listed})"
 
@@ -88,7 +90,8 @@ class Project(Base):
     """A group that owns jobs and donates nodes; `weight` is its fair-share weight.
 
     Quotas are NULL when unlimited: `max_cpus`/`max_gpus` bound what the
-    project's jobs hold at once, `max_queued_jobs` how many may wait.
+    project's jobs hold at once, `max_queued_jobs` how many may wait,
+    `max_artifact_bytes` how much its artifacts may store in all.
     """
 
     __tablename__ = "projects"
@@ -98,6 +101,7 @@ class Project(Base):
     max_cpus: Mapped[float | None] = mapped_column(Float)
     max_gpus: Mapped[int | None] = mapped_column(Integer)
     max_queued_jobs: Mapped[int | None] = mapped_column(Integer)
+    max_artifact_bytes: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (
@@ -106,6 +110,9 @@ class Project(Base):
             "(max_cpus IS NULL OR max_cpus >= 0) AND (max_gpus IS NULL OR max_gpus >= 0)"
             " AND (max_queued_jobs IS NULL OR max_queued_jobs >= 0)",
             name="quotas_nonneg",
+        ),
+        CheckConstraint(
+            "max_artifact_bytes IS NULL OR max_artifact_bytes >= 0", name="artifact_quota_nonneg"
         ),
     )
 
@@ -273,6 +280,8 @@ class Job(Base):
     exit_reason: Mapped[str | None] = mapped_column(Text)
     runner_ref: Mapped[str | None] = mapped_column(String(200))
     checkpoint_uri: Mapped[str | None] = mapped_column(String(1000))
+    # Publish the final checkpoint as a new version of this model artifact on success.
+    publish: Mapped[str | None] = mapped_column(String(100))
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     log_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
@@ -498,4 +507,60 @@ class NodeEnergy(Base):
             "jobs_j >= 0 AND idle_j >= 0 AND other_j >= 0 AND estimated_j >= 0",
             name="energy_nonneg",
         ),
+    )
+
+
+class Artifact(Base):
+    """A model or dataset, versioned and content-addressed, that jobs and people share.
+
+    `sha256` names the blob in the blob store (the same bytes are stored
+    once); (name, version) is unique pool-wide and never reused, so a
+    reference pins exact bytes. Lineage: `produced_by_job` and that job's
+    `JobInput` rows (the datasets and base model it read).
+    """
+
+    __tablename__ = "artifacts"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    format: Mapped[str] = mapped_column(String(40))
+    project: Mapped[str] = mapped_column(String(100))
+    owner: Mapped[str] = mapped_column(String(100))
+    visibility: Mapped[str] = mapped_column(String(16))
+    licence: Mapped[str | None] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text)
+    produced_by_job: Mapped[str | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL")
+    )
+    downloads: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("name", "version", name="uq_artifacts_name_version"),
+        CheckConstraint(_in("kind", ArtifactKind), name="kind_valid"),
+        CheckConstraint(_in("visibility", Visibility), name="visibility_valid"),
+        CheckConstraint("version >= 1 AND size_bytes >= 0", name="version_size_valid"),
+        Index("ix_artifacts_project", "project"),
+    )
+
+
+class JobInput(Base):
+    """An artifact a job reads: a dataset, or the model it starts from (`init`).
+
+    Pinned at submit to one version, so a retry reads the same bytes.
+    """
+
+    __tablename__ = "job_inputs"
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(8))
+
+    __table_args__ = (
+        CheckConstraint(_in("role", InputRole), name="role_valid"),
+        Index("ix_job_inputs_artifact", "artifact_id"),
     )

@@ -16,6 +16,7 @@ from commonpool.scheduler.domain.errors import Invalid, NotFound
 from commonpool.scheduler.spec import JobSpec
 from commonpool.scheduler.store.models import Job, JobEvent
 from commonpool.scheduler.store.uow import Database
+from tests.builders import member_headers
 
 ARRAY = {"name": "sim", "kind": "command", "command": ["./run.sh"], "project": "vision",
          "array": "0-4%2"}
@@ -27,14 +28,6 @@ def client(app: FastAPI, admin_headers: dict[str, str]) -> Iterator[TestClient]:
         for project in ("vision", "other"):
             assert c.post("/api/v1/admin/projects", json={"name": project}).status_code == 201
         yield c
-
-
-def user_headers(client: TestClient, name: str, project: str) -> dict[str, str]:
-    """A member of `project` and the headers of a fresh token of theirs."""
-    assert client.post("/api/v1/admin/users", json={"name": name}).status_code == 201
-    assert client.put(f"/api/v1/projects/{project}/members/{name}", json={}).status_code == 200
-    token = client.post("/api/v1/admin/tokens", json={"user": name}).json()["token"]
-    return {"Authorization": f"Bearer {token}"}
 
 
 def rows(db: Database) -> tuple[int, int]:
@@ -87,7 +80,7 @@ def test_jobs_route_refuses_an_array_and_arrays_route_a_single_job(
 def test_unknown_or_invisible_dependencies_are_404(client: TestClient) -> None:
     secret = client.post("/api/v1/jobs", json={**ARRAY, "array": None, "project": "other"})
     secret_id = secret.json()["id"]
-    member = user_headers(client, "ada", "vision")
+    member = member_headers(client, "ada", "vision")
     for name in ("job_nope", "arr_nope", secret_id):
         refused = client.post("/api/v1/arrays", headers=member,
                               json={**ARRAY, "after": [{"job": name}]})

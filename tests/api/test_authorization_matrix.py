@@ -21,10 +21,12 @@ from sqlalchemy import update
 
 from commonpool.api.app import ROUTERS, create_app
 from commonpool.api.authz import policy_of
+from commonpool.scheduler.blobs import LocalBlobStore
 from commonpool.scheduler.config import Settings
+from commonpool.scheduler.domain.artifacts import ArtifactKind
 from commonpool.scheduler.domain.ids import new_id
 from commonpool.scheduler.domain.principal import Role, Scope
-from commonpool.scheduler.services import accounts
+from commonpool.scheduler.services import accounts, artifacts
 from commonpool.scheduler.services.arrays import submit_array
 from commonpool.scheduler.services.jobs import submit_job
 from commonpool.scheduler.services.nodes import create_enrollment_token
@@ -72,6 +74,17 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/v1/arrays/{array_id}"): JOB_READ,
     ("POST", "/api/v1/arrays/{array_id}/cancel"): expect(
         200, ("user_a", "padmin_a", "admin"), user_b=404
+    ),
+    ("POST", "/api/v1/artifacts"): expect(
+        201, ("user_a", "member_a", "padmin_a", "admin")  # job_a's job publishes no model
+    ),
+    ("GET", "/api/v1/artifacts"): expect(200, "users"),
+    ("GET", "/api/v1/artifacts/{ref}"): JOB_READ,
+    ("PATCH", "/api/v1/artifacts/{ref}"): expect(
+        200, ("user_a", "padmin_a", "admin"), user_b=404
+    ),
+    ("GET", "/api/v1/artifacts/{ref}/content"): expect(
+        200, (*USERS, "job_a"), user_b=404  # job_a's job declared it as a dataset
     ),
     ("GET", "/api/v1/whoami"): expect(200, CALLERS),
     ("GET", "/api/v1/admin/users"): ADMIN_ONLY,
@@ -156,8 +169,9 @@ class World:
 
 
 class Pool:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, blobs: LocalBlobStore) -> None:
         self.db = db
+        self.blobs = blobs
         self.tokens: dict[str, str] = {}
         with db.unit_of_work() as s:
             for project in ("proj-a", "proj-b"):
@@ -188,8 +202,23 @@ class Pool:
             )
 
     def world(self) -> World:
+        writer = self.blobs.writer(max_bytes=100)
+        writer.write(b"data")
+        blob = writer.commit()
         with self.db.unit_of_work() as s:
-            job = submit_job(s, job_spec(project="proj-a", owner="user_a"), actor="user_a")
+            data = artifacts.publish(
+                s,
+                artifacts.NewArtifact(
+                    f"d-{new_id('d')[-10:].lower()}", ArtifactKind.DATASET, "files", "proj-a",
+                    "user_a",
+                ),
+                blob,
+                actor="user_a",
+            )
+            ref = f"{data.name}@{data.version}"
+            job = submit_job(
+                s, job_spec(project="proj-a", owner="user_a", datasets=[ref]), actor="user_a"
+            )
             array = submit_array(
                 s, job_spec(project="proj-a", owner="user_a", array="0-1"), actor="user_a"
             )
@@ -210,6 +239,7 @@ class Pool:
                 "token_id": temp_token.id,
                 "enroll_token": enroll_token,
                 "new_name": f"x-{new_id('n')[-10:].lower()}",
+                "ref": ref,
             }
         credentials = {
             **self.tokens,
@@ -233,6 +263,7 @@ BODIES: dict[tuple[str, str], Callable[[dict[str, str]], Any]] = {
         "array": "1-2",
     },
     ("POST", "/api/v1/jobs/{job_id}/logs"): lambda ids: {"lines": [{"line": "hello"}]},
+    ("PATCH", "/api/v1/artifacts/{ref}"): lambda ids: {"description": "digits, 8x8"},
     ("POST", "/api/v1/jobs/{job_id}/metrics"): lambda ids: {"step": 1, "values": {"loss": 1.0}},
     ("POST", "/api/v1/admin/users"): lambda ids: {"name": ids["new_name"]},
     ("POST", "/api/v1/admin/projects"): lambda ids: {"name": ids["new_name"]},
@@ -250,11 +281,16 @@ BODIES: dict[tuple[str, str], Callable[[dict[str, str]], Any]] = {
 }
 
 
+QUERIES: dict[tuple[str, str], Callable[[dict[str, str]], Any]] = {
+    ("POST", "/api/v1/artifacts"): lambda ids: {"name": ids["new_name"], "project": "proj-a"},
+}
+
+
 @pytest.fixture
 def matrix_client(settings: Settings, db: Database) -> Iterator[tuple[TestClient, Pool]]:
     settings = settings.model_copy(update={"ray_address": "127.0.0.1:1", "auth_cache_s": 0})
     with TestClient(create_app(settings, db)) as client:
-        yield client, Pool(db)
+        yield client, Pool(db, client.app.state.blobs)
 
 
 @SQLITE_ONLY
@@ -267,11 +303,12 @@ def test_authorization_matrix(
     for caller, status in EXPECTED[(method, path)].items():
         world = pool.world()
         body = BODIES.get((method, path), lambda ids: None)(world.ids)
+        params = QUERIES.get((method, path), lambda ids: None)(world.ids)
         headers = {}
         if caller != "anonymous":
             headers["Authorization"] = f"Bearer {world.credentials[caller]}"
         response = client.request(
-            method, path.format(**world.ids), json=body, headers=headers
+            method, path.format(**world.ids), json=body, params=params, headers=headers
         )
         if response.status_code != status:
             wrong[caller] = (status, response.status_code, response.text[:160])

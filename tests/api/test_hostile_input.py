@@ -50,7 +50,16 @@ SPECIFIC: dict[str, list[dict[str, object]]] = {
         {**GOOD_JOB, "max_attempts": 0},
         {"entrypoint": "a.b:c"},
         {**GOOD_JOB, "extra": True},
+        {**GOOD_JOB, "datasets": ["../etc/passwd"]},
+        {**GOOD_JOB, "datasets": ["d@1", "d@2"]},
+        {**GOOD_JOB, "init_from": "model@0"},
+        {**GOOD_JOB, "init_from": "missing@1"},
+        {**GOOD_JOB, "publish": "bad name"},
+        {**GOOD_JOB, "kind": "command", "entrypoint": None, "command": ["true"],
+         "datasets": ["d@1"]},
     ],
+    # The body is the artifact's bytes, any bytes: the generic cases lack the `name` query.
+    "/api/v1/artifacts": [],
     "/api/v1/jobs/{job_id}/cancel": [{"reason": 5}, {"reason": "x" * 10_000}],
     "/api/v1/arrays": [
         GOOD_JOB,  # no array or sweep: a single job belongs to /jobs

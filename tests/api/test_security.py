@@ -20,6 +20,7 @@ from commonpool.scheduler.policy import make_policy
 from commonpool.scheduler.services.jobs import LOG_TRUNCATED
 from commonpool.scheduler.store.models import Base, Job
 from commonpool.scheduler.store.uow import Database
+from tests.builders import member_headers
 
 JOB = {"name": "j", "entrypoint": "a.b:c"}
 
@@ -35,16 +36,6 @@ def client(
 ) -> Iterator[TestClient]:
     with _client(settings, db, admin_headers) as c:
         yield c
-
-
-def _user(client: TestClient, name: str, project: str, **token: object) -> dict[str, str]:
-    """A user, member of `project` (created if new), and the headers of a fresh token."""
-    client.post("/api/v1/admin/projects", json={"name": project})
-    assert client.post("/api/v1/admin/users", json={"name": name}).status_code == 201
-    assert client.put(f"/api/v1/projects/{project}/members/{name}", json={}).status_code == 200
-    created = client.post("/api/v1/admin/tokens", json={"user": name, **token})
-    assert created.status_code == 201, created.text
-    return {"Authorization": f"Bearer {created.json()['token']}"}
 
 
 def _job_count(db: Database) -> int:
@@ -67,7 +58,7 @@ def test_secrets_are_never_stored_or_logged_in_clear(
     client: TestClient, db: Database, admin_token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    user = _user(client, "ada", "vision")
+    user = member_headers(client, "ada", "vision")
     enroll = client.post("/api/v1/enrollment-tokens", json={}).json()["token"]
     enrolled = client.post(
         "/api/v1/nodes/enroll", json={"token": enroll, "name": "n", "cpus": 1, "memory_bytes": 1}
@@ -88,8 +79,8 @@ def test_secrets_are_never_stored_or_logged_in_clear(
 
 
 def test_user_sees_and_cancels_only_their_projects_jobs(client: TestClient) -> None:
-    ada = _user(client, "ada", "vision")
-    bob = _user(client, "bob", "speech")
+    ada = member_headers(client, "ada", "vision")
+    bob = member_headers(client, "bob", "speech")
     mine = client.post("/api/v1/jobs", json=JOB, headers=ada).json()  # her only project
     assert mine["project"] == "vision" and mine["owner"] == "ada"
     theirs = client.post("/api/v1/jobs", json=JOB, headers=bob).json()
@@ -105,14 +96,14 @@ def test_user_sees_and_cancels_only_their_projects_jobs(client: TestClient) -> N
 
 
 def test_read_only_token_cannot_submit(client: TestClient) -> None:
-    reader = _user(client, "ada", "vision", scopes=["jobs:read"])
+    reader = member_headers(client, "ada", "vision", scopes=["jobs:read"])
     response = client.post("/api/v1/jobs", json=JOB, headers=reader)
     assert response.status_code == 403 and "jobs:write" in response.json()["detail"]
     assert client.get("/api/v1/jobs", headers=reader).status_code == 200
 
 
 def test_admin_scope_is_refused_for_non_admins(client: TestClient) -> None:
-    _user(client, "ada", "vision")
+    member_headers(client, "ada", "vision")
     response = client.post("/api/v1/admin/tokens", json={"user": "ada", "scopes": ["admin"]})
     assert response.status_code == 422 and "not an admin" in response.json()["detail"]
 
@@ -120,13 +111,13 @@ def test_admin_scope_is_refused_for_non_admins(client: TestClient) -> None:
 def test_revoked_and_expired_tokens_are_refused_at_once(
     client: TestClient, db: Database
 ) -> None:
-    ada = _user(client, "ada", "vision")
+    ada = member_headers(client, "ada", "vision")
     assert client.get("/api/v1/whoami", headers=ada).json()["subject"] == "ada"
     token_id = client.get("/api/v1/admin/tokens", params={"user": "ada"}).json()[0]["id"]
     assert client.post(f"/api/v1/admin/tokens/{token_id}/revoke").status_code == 200
     refused = client.get("/api/v1/whoami", headers=ada)
     assert refused.status_code == 401 and refused.json()["detail"] == "token revoked"
-    short = _user(client, "bea", "vision", ttl_s=1)
+    short = member_headers(client, "bea", "vision", ttl_s=1)
     with db.unit_of_work() as session:
         session.execute(text("UPDATE api_tokens SET expires_at = :t WHERE name = ''"),
                         {"t": "2000-01-01 00:00:00+00:00"})
@@ -160,7 +151,7 @@ def test_job_token_reports_only_for_its_job_and_dies_with_the_attempt(
 def test_queue_quota_is_429_and_size_quota_403_with_nothing_queued(
     client: TestClient, db: Database
 ) -> None:
-    ada = _user(client, "ada", "vision")
+    ada = member_headers(client, "ada", "vision")
     quota = {"max_cpus": 2, "max_queued_jobs": 1}
     assert client.put("/api/v1/admin/projects/vision/quota", json=quota).status_code == 200
     assert client.post("/api/v1/jobs", json=JOB, headers=ada).status_code == 201
@@ -260,7 +251,7 @@ def test_expired_enrollment_token_is_refused(client: TestClient, db: Database) -
 
 
 def test_audit_log_records_who_did_what(client: TestClient) -> None:
-    ada = _user(client, "ada", "vision")
+    ada = member_headers(client, "ada", "vision")
     job = client.post("/api/v1/jobs", json=JOB, headers=ada).json()["id"]
     client.post(f"/api/v1/jobs/{job}/cancel", headers=ada)
     client.put("/api/v1/admin/projects/vision/quota", json={"max_gpus": 4})
@@ -277,9 +268,9 @@ def test_audit_log_records_who_did_what(client: TestClient) -> None:
 
 
 def test_project_admin_manages_members_of_their_project_only(client: TestClient) -> None:
-    lead = _user(client, "lead", "vision")
+    lead = member_headers(client, "lead", "vision")
     client.put("/api/v1/projects/vision/members/lead", json={"role": "project-admin"})
-    _user(client, "ada", "speech")
+    member_headers(client, "ada", "speech")
     added = client.put("/api/v1/projects/vision/members/ada", json={}, headers=lead)
     assert added.status_code == 200
     members = client.get("/api/v1/projects/vision/members", headers=lead).json()
@@ -332,7 +323,7 @@ def test_non_admins_ship_code_only_from_the_pools_job_code_folders(
     (tmp_path / "secrets").mkdir()
     (code / "escape").symlink_to(tmp_path / "secrets")
     with _client(settings, db, admin_headers, job_code_dirs=[code]) as client:
-        ada = _user(client, "ada", "vision")
+        ada = member_headers(client, "ada", "vision")
 
         def submit(working_dir: str, headers: dict[str, str]) -> int:
             body = {**JOB, "working_dir": working_dir}

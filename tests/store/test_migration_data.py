@@ -226,9 +226,15 @@ ADDED_DEFAULTS: dict[str, dict[str, Any]] = {
         "array_id": None,
         "array_index": None,
         "array_limit": None,
+        "publish": None,
     },
     "users": {"is_admin": False},
-    "projects": {"max_cpus": None, "max_gpus": None, "max_queued_jobs": None},
+    "projects": {
+        "max_cpus": None,
+        "max_gpus": None,
+        "max_queued_jobs": None,
+        "max_artifact_bytes": None,
+    },
 }
 
 

@@ -61,6 +61,7 @@ from commonpool.scheduler.domain.errors import (
 )
 from commonpool.workers.telemetry import NodeEnergySampler
 
+from ..artifacts import ENV_CACHE
 from ..ray_node import NODE_LABEL, RayNode, RayNodeSpec, start_ray_node, write_token_file
 from ..sandbox import JobSandbox, require_root
 from .energy import EnergyRecorder, JobProcesses
@@ -201,7 +202,11 @@ class Agent:
                 auth_token_file=token_file,
                 log_file=self.config.log_dir / f"ray-{self.state.node_id}.log",
                 sandbox=self.sandbox,
-                env=collective_env(self.config.node_ip),
+                # Jobs' artifacts are cached per node, beside the node's other Ray state.
+                env={
+                    **collective_env(self.config.node_ip),
+                    ENV_CACHE: str(self._ray_temp / "artifacts"),
+                },
             )
         )
 

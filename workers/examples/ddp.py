@@ -56,9 +56,18 @@ def save_checkpoint(
 
 
 def resume_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Load the latest checkpoint if this attempt has one; returns the epoch to start from."""
+    """Load the latest checkpoint if this attempt has one; returns the epoch to start from.
+
+    A first attempt of a job with `init_from` starts from that model's weights
+    (not its optimizer or epoch: it is a new training run).
+    """
     directory = job.latest_checkpoint_dir()
     if directory is None or not (Path(directory) / CHECKPOINT_FILE).exists():
+        init = job.init_dir()
+        if init is not None:
+            state = torch.load(init / CHECKPOINT_FILE, weights_only=True)
+            model.load_state_dict(state["model"])
+            print(f"commonpool: starting from the weights in {init}", flush=True)
         return 0
     state = torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=True)
     model.load_state_dict(state["model"])

@@ -3,7 +3,9 @@
 Entry point `commonpool.workers.examples.digits_mlp:train`. Every worker
 reads its shard through a DistributedSampler; gradients are averaged by
 DDP (gloo on CPU, NCCL on GPU). Rank 0 writes a checkpoint each epoch, and
-a resumed attempt continues from the latest one.
+a resumed attempt continues from the latest one. `dataset: NAME` reads the
+digits from a dataset artifact the job names (`datasets: [NAME@V]`) instead
+of scikit-learn's copy; `init_from: MODEL@V` starts from a published model.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from commonpool.workers import job
 from commonpool.workers.examples.ddp import fit
 
+DATA_FILE = "digits.npz"
 DEFAULTS: dict[str, Any] = {"epochs": 20, "batch_size": 64, "lr": 0.05, "hidden": 128, "seed": 0}
 
 
@@ -32,12 +36,22 @@ def build_model(hidden: int = 128) -> nn.Module:
     )
 
 
-def datasets(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
+def load_arrays(dataset: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels): scikit-learn's copy, or `DATA_FILE` of the dataset artifact
+    `dataset` (arrays `x`, 64 pixels 0-16, and `y`), staged on this node by the pool."""
+    if dataset is None:
+        digits = load_digits()
+        return digits.data, digits.target
+    with np.load(job.input_dir(dataset) / DATA_FILE) as data:
+        return data["x"], data["y"]
+
+
+def datasets(seed: int = 0, dataset: str | None = None) -> tuple[TensorDataset, TensorDataset]:
     """Train/test split of the 1,797 digits, scaled to [0, 1]."""
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
+    images, labels = load_arrays(dataset)
+    x = (images / 16.0).astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(
-        x, digits.target, test_size=0.2, random_state=seed, stratify=digits.target
+        x, labels, test_size=0.2, random_state=seed, stratify=labels
     )
     return (
         TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train)),
@@ -48,5 +62,5 @@ def datasets(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
 def train(config: dict[str, Any]) -> dict[str, float]:
     cfg = {**DEFAULTS, **(config or {})}
     torch.manual_seed(cfg["seed"])
-    train_set, test_set = datasets(cfg["seed"])
+    train_set, test_set = datasets(cfg["seed"], cfg.get("dataset"))
     return fit(build_model(cfg["hidden"]), train_set, test_set, cfg)

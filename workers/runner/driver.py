@@ -11,13 +11,17 @@ resumes from the latest checkpoint in the shared storage path.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from commonpool.scheduler.ports import LaunchRequest
+from commonpool.scheduler.ports import InputArtifact, LaunchRequest
+from commonpool.workers import job
+from commonpool.workers.artifacts import job_client, stage
 from commonpool.workers.ray_node import NODE_LABEL
 from commonpool.workers.runner import launch_spec
 
@@ -25,6 +29,35 @@ from commonpool.workers.runner import launch_spec
 def resolve(entrypoint: str) -> Callable[[dict[str, Any]], Any]:
     module_name, _, attr = entrypoint.partition(":")
     return getattr(importlib.import_module(module_name), attr)
+
+
+def with_inputs(
+    loop: Callable[[dict[str, Any]], Any], inputs: tuple[InputArtifact, ...]
+) -> Callable[[dict[str, Any]], Any]:
+    """The loop, preceded on every worker by staging the job's artifacts on its node
+    (`job.input_dir(name)`, `job.init_dir()` find them)."""
+    if not inputs:
+        return loop
+
+    def staged_loop(config: dict[str, Any]) -> Any:
+        with job_client() as client:
+            paths = {a.name: str(stage(client, a)) for a in inputs}
+        init = next((paths[a.name] for a in inputs if a.role == "init"), None)
+        os.environ[job.ENV_INPUTS] = json.dumps({"inputs": paths, "init": init})
+        return loop(config)
+
+    return staged_loop
+
+
+def publish_checkpoint(result: Any, name: str) -> None:
+    """Publish the run's final checkpoint as the next version of model `name`; a run
+    that asked to publish and has no checkpoint fails: its user expects the model."""
+    if result.checkpoint is None:
+        raise RuntimeError(f"publish {name!r}: the run reported no checkpoint (job.report(...,"
+                           " checkpoint_dir=...)); nothing to publish")
+    with result.checkpoint.as_directory() as directory, job_client() as client:
+        published = client.upload_artifact(Path(directory), name, kind="model", format="tar")
+    print(f"commonpool: published model {published.ref} (sha256 {published.sha256})", flush=True)
 
 
 def build_trainer(request: LaunchRequest, storage_path: str) -> Any:
@@ -56,7 +89,7 @@ def build_trainer(request: LaunchRequest, storage_path: str) -> Any:
             ),
         ),
     }
-    loop = resolve(request.entrypoint)
+    loop = with_inputs(resolve(request.entrypoint), request.inputs)
     if request.framework == "tensorflow":
         # Ray sets TF_CONFIG on each worker; the loop builds MultiWorkerMirroredStrategy.
         from ray.train.tensorflow import TensorflowTrainer
@@ -89,6 +122,12 @@ def main() -> int:
         print("".join(traceback.format_exception(result.error)), file=sys.stderr, flush=True)
         return 1
     print(f"commonpool: finished; final metrics {result.metrics}", flush=True)
+    if request.publish:
+        try:
+            publish_checkpoint(result, request.publish)
+        except Exception:
+            traceback.print_exc()
+            return 1
     return 0
 
 

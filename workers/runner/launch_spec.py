@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from commonpool.scheduler.ports import LaunchRequest, WorkerPlacement
+from commonpool.scheduler.ports import InputArtifact, LaunchRequest, WorkerPlacement
 
 ENV_LAUNCH = "COMMONPOOL_LAUNCH"
 ENV_STORAGE = "COMMONPOOL_CHECKPOINT_STORAGE"
@@ -18,6 +18,7 @@ def dump(request: LaunchRequest) -> str:
 def load(text: str) -> LaunchRequest:
     data = json.loads(text)
     data["workers"] = tuple(WorkerPlacement(**w) for w in data["workers"])
+    data["inputs"] = tuple(InputArtifact(**a) for a in data.get("inputs", ()))
     if data.get("command") is not None:
         data["command"] = tuple(data["command"])
     return LaunchRequest(**data)
