@@ -76,6 +76,15 @@ def submit(
         None, help="Submit on behalf of this user (admins only; default: you)."
     ),
     arg: list[str] = typer.Option([], "--arg", help="Config for the loop: key=value (repeat)."),
+    dataset: list[str] = typer.Option(
+        [], "--dataset", help="Dataset artifact NAME[@VERSION] staged on the workers (repeat)."
+    ),
+    init_from: str | None = typer.Option(
+        None, help="Model artifact NAME[@VERSION] the loop starts from (job.init_dir())."
+    ),
+    publish: str | None = typer.Option(
+        None, help="On success, publish the final checkpoint as this model artifact."
+    ),
     wait: bool = typer.Option(False, help="Wait for the job to end; exit 1 unless it succeeds."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -89,7 +98,8 @@ def submit(
         data["resources"] = resources
     _overridden(
         data, name=name, entrypoint=entrypoint, working_dir=working_dir, workers=workers,
-        priority=priority, project=project, owner=owner,
+        priority=priority, project=project, owner=owner, init_from=init_from, publish=publish,
+        datasets=dataset or None,
     )  # fmt: skip
     if arg:
         data["args"] = {**data.get("args", {}), **_parse_args(arg)}
