@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import APIRouter, FastAPI
 
 from commonpool import __version__
@@ -18,14 +20,29 @@ from .limits import BodySizeLimit
 from .metrics import PoolMetrics
 from .problems import API_PROBLEMS, document_problems, install_problem_handlers, problem_responses
 from .ratelimit import Rate, RateLimiter
-from .routes import admin, arrays, artifacts, energy, fairness, jobs, metrics, nodes, pool
+from .routes import (
+    admin,
+    arrays,
+    artifacts,
+    energy,
+    fairness,
+    jobs,
+    metrics,
+    nodes,
+    pool,
+    services,
+)
+from .service_stats import ServiceStats
 
 API_PREFIX = "/api/v1"
+# A request to a service scaled to zero waits for a replica to start and load its model.
+SERVE_TIMEOUT_S = 120.0
 
 ROUTERS: tuple[tuple[str, APIRouter], ...] = (
     (API_PREFIX, jobs.router),
     (API_PREFIX, arrays.router),
     (API_PREFIX, artifacts.router),
+    (API_PREFIX, services.router),
     (API_PREFIX, admin.router),
     (API_PREFIX, nodes.router),
     (API_PREFIX, pool.router),
@@ -52,6 +69,7 @@ def create_app(
     roots hand `app.state.metrics.observe_step` to the scheduler loop.
     """
     app = FastAPI(
+        lifespan=_lifespan,
         title="commonpool",
         version=__version__,
         summary="A shared compute pool for training AI models on donated machines.",
@@ -62,6 +80,13 @@ def create_app(
     app.state.wake_scheduler = wake_scheduler or (lambda: None)
     app.state.carbon = carbon or default_chain()
     app.state.blobs = settings.blob_store()
+    app.state.serve_http = (
+        httpx.AsyncClient(base_url=settings.ray_serve_url, timeout=SERVE_TIMEOUT_S)
+        if settings.ray_serve_url
+        else None
+    )
+    app.state.service_stats = ServiceStats()
+    app.state.services_ready = {}
     app.state.metrics = PoolMetrics(app.state.db)
     app.state.auth = Authenticator(app.state.db, settings.auth_cache_s)
     app.state.rate_limiter = RateLimiter(
@@ -81,6 +106,13 @@ def create_app(
         streamed_paths=(f"{API_PREFIX}{artifacts.router.prefix}",),
     )
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    if app.state.serve_http is not None:
+        await app.state.serve_http.aclose()
 
 
 def _problems(prefix: str, router: APIRouter) -> dict[int | str, dict[str, object]]:

@@ -7,7 +7,7 @@ and every response is validated against these shapes (and the OpenAPI).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, computed_field, model_validator
 
@@ -70,6 +70,50 @@ class JobRead(_Read):
     checkpoint_uri: str | None
     publish: str | None
     metrics: dict[str, Any]
+
+
+MAX_PREDICT_ROWS = 4096
+MAX_PREDICT_FEATURES = 65_536
+
+
+class PredictRequest(_Write):
+    """Rows of float features, one prediction each (all rows of one width)."""
+
+    inputs: list[Annotated[list[float], Field(min_length=1, max_length=MAX_PREDICT_FEATURES)]] = (
+        Field(min_length=1, max_length=MAX_PREDICT_ROWS)
+    )
+
+    @model_validator(mode="after")
+    def _one_width(self) -> PredictRequest:
+        if len({len(row) for row in self.inputs}) > 1:
+            raise ValueError("every row of inputs must have the same number of features")
+        return self
+
+
+class PredictResponse(_Read):
+    """The model's output row for each input row, its argmax, and which model answered."""
+
+    outputs: list[list[float]]
+    predictions: list[int]
+    model: str
+
+
+class ServiceRead(BaseModel):
+    """A served model: its job, where to send requests, and what serving it has cost."""
+
+    job: JobRead
+    model: str | None
+    route: str
+    replicas: int
+    requests: int
+    errors: int
+    requests_per_s: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    energy_kwh: float
+    co2e_g: float
+    kwh_per_1000_requests: float | None
+    co2e_g_per_1000_requests: float | None
 
 
 class ArtifactRead(_Read):

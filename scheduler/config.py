@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     ray_dashboard_url: str = Field(
         default="", description="Ray dashboard URL the runner submits jobs to (Ray Jobs API)."
     )
+    ray_serve_url: str = Field(
+        default="",
+        description="Where the head's Ray Serve HTTP proxy listens (services run behind it); "
+        "internal to the pool like Ray's other ports: users reach services through the API.",
+    )
     ray_auth_token_file: Path | None = Field(
         default=None,
         description="File holding the Ray cluster's auth token (RAY_AUTH_MODE=token); "

@@ -423,9 +423,9 @@ def _end_in(
 
 
 def _inputs(session: Session, job: Job) -> tuple[InputArtifact, ...]:
-    """The artifacts the job's workers stage; only ddp jobs have any (the spec's rule),
-    so the command jobs' hot path skips the query."""
-    if job.kind != "ddp":
+    """The artifacts the job's workers stage; command jobs have none (the spec's rule),
+    so their hot path skips the query."""
+    if job.kind == "command":
         return ()
     return tuple(
         InputArtifact(a.name, a.version, role.value, a.sha256, a.size_bytes)

@@ -51,7 +51,7 @@ class LaunchRequest:
     framework: str = "torch"  # or "tensorflow": which Ray Train trainer runs the loop
     kind: str = "ddp"  # or "command": `command` (argv) runs once on the one allocated node
     command: tuple[str, ...] | None = None
-    inputs: tuple[InputArtifact, ...] = ()  # kind ddp: staged on every worker's node
+    inputs: tuple[InputArtifact, ...] = ()  # ddp, service: staged on every worker's node
     publish: str | None = None  # kind ddp: publish the final checkpoint as this model
 
 

@@ -104,6 +104,28 @@ class ResourcesSpec(_Strict):
         return parse_memory(value) if isinstance(value, str) else value
 
 
+class ServiceSpec(_Strict):
+    """A model served over HTTP (kind `service`): one Ray Serve replica per worker."""
+
+    model: ArtifactRefText = Field(description="The model artifact served, NAME[@VERSION].")
+    builder: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=300,
+        pattern=_ENTRYPOINT,
+        description="`module:function` returning the nn.Module a checkpoint's weights load "
+        "into; not needed for ONNX or TorchScript artifacts.",
+    )
+    idle_timeout_s: int = Field(
+        default=600, ge=0, le=MAX_RUNTIME_S,
+        description="Replicas scale to zero after this long without requests (0: never).",
+    )
+    max_batch_size: int = Field(
+        default=32, ge=1, le=4096,
+        description="Requests a replica batches into one model call.",
+    )
+
+
 class Dependency(_Strict):
     """Start only after job `job` ended: `ok` SUCCEEDED, `fail` FAILED, `any` any final state.
 
@@ -152,8 +174,10 @@ class JobSpec(_Strict):
     """
 
     name: Name
-    kind: Literal["ddp", "command"] = Field(
-        default="ddp", description="`ddp` (a training loop on Ray Train) or `command` (argv)."
+    kind: Literal["ddp", "command", "service"] = Field(
+        default="ddp",
+        description="`ddp` (a training loop on Ray Train), `command` (argv) or `service` (a "
+        "model served over HTTP until stopped).",
     )
     entrypoint: str | None = Field(
         default=None,
@@ -223,6 +247,9 @@ class JobSpec(_Strict):
         default=None,
         description="A model artifact whose files the loop starts from (`job.init_dir()`).",
     )
+    service: ServiceSpec | None = Field(
+        default=None, description="What a `service` job serves (and how)."
+    )
     publish: Name | None = Field(
         default=None,
         description="On success, publish the final checkpoint as the next version of this "
@@ -245,11 +272,23 @@ class JobSpec(_Strict):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> JobSpec:
+        if self.kind != "service" and self.service is not None:
+            raise ValueError("service is for kind: service")
         if self.kind == "ddp":
             if self.entrypoint is None:
                 raise ValueError("a ddp job needs an entrypoint (module:function)")
             if self.command is not None:
                 raise ValueError("command is for kind: command (a ddp job runs its entrypoint)")
+        elif self.kind == "service":
+            if self.service is None:
+                raise ValueError("a service job needs `service` (the model it serves)")
+            if self.entrypoint or self.command or self.datasets or self.init_from or self.publish:
+                raise ValueError(
+                    "a service serves `service.model`: entrypoint, command, datasets, "
+                    "init_from and publish are for other kinds"
+                )
+            if self.is_array:
+                raise ValueError("a service cannot be an array or sweep")
         else:
             if self.command is None:
                 raise ValueError("a command job needs a command")

@@ -79,7 +79,7 @@ def report(
     clean = {k: float(v) for k, v in metrics.items()}
     _report_to_ray(clean, step, checkpoint_dir)
     if context().rank == 0:
-        _post_metrics(clean, step)
+        post_metrics(clean, step)
 
 
 def latest_checkpoint_dir() -> str | None:
@@ -126,7 +126,8 @@ def _report_to_ray(metrics: dict[str, float], step: int, checkpoint_dir: str | P
     ray.train.report({**metrics, "step": step}, checkpoint=checkpoint)
 
 
-def _post_metrics(metrics: dict[str, float], step: int) -> None:
+def post_metrics(metrics: dict[str, float], step: int) -> None:
+    """Send metrics to the pool's API only (no Ray Train): what a service's driver reports."""
     server, job_id = os.environ.get(ENV_SERVER), os.environ.get(ENV_JOB_ID)
     if not server or not job_id:
         return

@@ -89,6 +89,7 @@ class RayNode:
     address: str
     dashboard_url: str | None = None
     cgroup: Path | None = None
+    serve_url: str | None = None  # a head's port for Ray Serve's HTTP proxy (services)
 
     @property
     def alive(self) -> bool:
@@ -187,6 +188,7 @@ def start_ray_node(spec: RayNodeSpec) -> RayNode:
     dashboard_url = None
     if spec.is_head:
         gcs, dashboard, client = base + 6, base + 7, base + 8
+        serve_url = f"http://{spec.node_ip}:{base + 9}"  # Serve starts its proxy there
         address = f"{spec.node_ip}:{gcs}"
         dashboard_url = f"http://{spec.node_ip}:{dashboard}"
         # Declare a silent node dead after ~5 s (1 s checks, 5 misses), not Ray's ~30 s:
@@ -205,6 +207,7 @@ def start_ray_node(spec: RayNodeSpec) -> RayNode:
         ]
     else:
         env_extra = {}
+        serve_url = None
         address = spec.head_address or ""
         dashboard_url = spec.head_dashboard_url
         args.append(f"--address={address}")
@@ -250,7 +253,7 @@ def start_ray_node(spec: RayNodeSpec) -> RayNode:
         except BaseException:
             release_cgroup(cgroup)
             raise
-    node = RayNode(process, spec, address, dashboard_url, cgroup)
+    node = RayNode(process, spec, address, dashboard_url, cgroup, serve_url)
     _wait_started(node, log_path)
     return node
 

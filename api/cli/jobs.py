@@ -77,10 +77,10 @@ def submit(
     ),
     arg: list[str] = typer.Option([], "--arg", help="Config for the loop: key=value (repeat)."),
     dataset: list[str] = typer.Option(
-        [], "--dataset", help="Dataset artifact NAME[@VERSION] staged on the workers (repeat)."
+        [], "--dataset", help="Dataset artifact NAME or NAME@VERSION for the workers (repeat)."
     ),
     init_from: str | None = typer.Option(
-        None, help="Model artifact NAME[@VERSION] the loop starts from (job.init_dir())."
+        None, help="Model artifact NAME or NAME@VERSION the loop starts from (job.init_dir())."
     ),
     publish: str | None = typer.Option(
         None, help="On success, publish the final checkpoint as this model artifact."

@@ -16,7 +16,7 @@ from commonpool.scheduler.domain.errors import CommonpoolError
 from commonpool.scheduler.simulate.cli import simulate_command
 
 from ..client.errors import ConnectionFailed
-from . import admin, agent, artifacts, compress, jobs, nodes, run, server, up
+from . import admin, agent, artifacts, compress, jobs, nodes, run, server, services, up
 from .context import EXIT_API_PROBLEM, EXIT_CONNECTION, ServerOption, TokenOption, state
 from .render import err_console
 
@@ -55,6 +55,8 @@ app.command("demo", rich_help_panel="Processes")(up.demo)
 app.add_typer(server.db_app, name="db", rich_help_panel="Processes")
 app.add_typer(admin.admin_app, name="admin", rich_help_panel="Pool")
 app.add_typer(artifacts.artifacts_app, name="artifacts", rich_help_panel="Jobs")
+app.command("serve", rich_help_panel="Jobs")(services.serve)
+app.add_typer(services.service_app, name="service", rich_help_panel="Jobs")
 app.command("whoami", rich_help_panel="Pool")(admin.whoami)
 app.command("simulate", rich_help_panel="Research")(simulate_command)
 app.command("compress", rich_help_panel="Research")(compress.compress)

@@ -44,10 +44,12 @@ from ..schemas import (
     PoolFairnessRead,
     PoolSummaryRead,
     PoolUsageRead,
+    PredictResponse,
     ProjectCreate,
     ProjectRead,
     QuotaFields,
     RayClusterInfo,
+    ServiceRead,
     TokenCreate,
     TokenCreated,
     TokenRead,
@@ -210,6 +212,15 @@ class Client:
         except httpx.TransportError as exc:
             raise ConnectionFailed(f"cannot reach {self.base_url}: {exc}") from exc
 
+    # -- services ---------------------------------------------------------
+    def get_service(self, job_id: str) -> ServiceRead:
+        return self._get(f"{API}/services/{job_id}", ServiceRead)
+
+    def predict(self, job_id: str, inputs: list[list[float]]) -> PredictResponse:
+        return self._post(
+            f"{API}/services/{job_id}/predict", PredictResponse, {"inputs": inputs}
+        )
+
     # -- jobs -------------------------------------------------------------
     def submit_job(self, spec: JobSpec) -> JobRead:
         return self._post(f"{API}/jobs", JobRead, spec.model_dump(mode="json", exclude_unset=True))
@@ -224,6 +235,7 @@ class Client:
         owner: str | None = None,
         project: str | None = None,
         array: str | None = None,
+        kind: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[JobRead]:
@@ -235,6 +247,7 @@ class Client:
             ("owner", owner),
             ("project", project),
             ("array", array),
+            ("kind", kind),
             ("cursor", cursor),
         ):
             if value:

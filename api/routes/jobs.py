@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
@@ -71,6 +71,7 @@ def list_jobs(
     owner: Annotated[str | None, Query(max_length=100)] = None,
     project: Annotated[str | None, Query(max_length=100)] = None,
     array: Annotated[str | None, Query(max_length=40, description="Tasks of this array.")] = None,
+    kind: Annotated[Literal["ddp", "command", "service"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Page[JobRead]:
@@ -81,6 +82,7 @@ def list_jobs(
         owner=owner,
         project=project,
         array=array,
+        kind=kind,
         visible_projects=visible_projects(caller),
         limit=limit,
         cursor=cursor,
@@ -106,6 +108,7 @@ def cancel(
     job = svc.cancel_job(
         session, job_id, actor=caller.subject, reason=body.reason if body else None
     )
+    request.app.state.services_ready.pop(job_id, None)  # a stopped service answers no more
     request.app.state.wake_scheduler()
     return JobRead.model_validate(job)
 

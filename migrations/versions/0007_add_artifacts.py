@@ -1,4 +1,5 @@
-"""add artifacts (shared models and datasets), job_inputs, jobs.publish, artifact quota
+"""add artifacts (shared models and datasets), job_inputs, jobs.publish, artifact quota,
+service jobs (a model served over HTTP)
 
 Revision ID: 0007
 Revises: 0006
@@ -17,10 +18,17 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+KIND_FIELDS = (
+    "(kind = 'ddp' AND entrypoint IS NOT NULL) OR (kind = 'command' AND command IS NOT NULL)"
+)
+KIND_FIELDS_WITH_SERVICE = f"{KIND_FIELDS} OR kind = 'service'"
+
 
 def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("publish", sa.String(100), nullable=True))
+        batch_op.drop_constraint(op.f("ck_jobs_kind_fields"), type_="check")
+        batch_op.create_check_constraint(op.f("ck_jobs_kind_fields"), KIND_FIELDS_WITH_SERVICE)
     with op.batch_alter_table("projects", schema=None) as batch_op:
         batch_op.add_column(sa.Column("max_artifact_bytes", sa.BigInteger(), nullable=True))
         batch_op.create_check_constraint(
@@ -85,5 +93,8 @@ def downgrade() -> None:
     with op.batch_alter_table("projects", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_projects_artifact_quota_nonneg"), type_="check")
         batch_op.drop_column("max_artifact_bytes")
+    op.execute("DELETE FROM jobs WHERE kind = 'service'")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_constraint(op.f("ck_jobs_kind_fields"), type_="check")
+        batch_op.create_check_constraint(op.f("ck_jobs_kind_fields"), KIND_FIELDS)
         batch_op.drop_column("publish")

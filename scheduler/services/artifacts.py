@@ -242,14 +242,17 @@ def resolve_inputs(
     """The artifacts a job of `project` reads, pinned to versions, and its `publish` name
     checked: 404/409/422 before anything is written."""
     wanted = [(ArtifactRef.parse(d), InputRole.DATASET) for d in spec.datasets]
-    if spec.init_from is not None:
-        wanted.append((ArtifactRef.parse(spec.init_from), InputRole.INIT))
+    model = spec.service.model if spec.service else spec.init_from
+    if model is not None:
+        wanted.append((ArtifactRef.parse(model), InputRole.INIT))
     inputs = []
     for ref, role in wanted:
         artifact = get_artifact(session, viewer, ref)
         expected = ArtifactKind.MODEL if role is InputRole.INIT else ArtifactKind.DATASET
         if artifact.kind != expected.value:
-            field = "init_from" if role is InputRole.INIT else "datasets"
+            field = "datasets" if role is InputRole.DATASET else (
+                "service.model" if spec.service else "init_from"
+            )
             raise Invalid(
                 f"{field} names {artifact.name}@{artifact.version}, a {artifact.kind}; "
                 f"it must be a {expected.value}",

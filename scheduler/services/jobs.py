@@ -84,7 +84,7 @@ def job_columns(spec: JobSpec, project: str, *, submitted_at: datetime) -> dict[
         "kind": spec.kind,
         "entrypoint": spec.entrypoint,
         "command": spec.command,
-        "args": spec.args,
+        "args": spec.service.model_dump(exclude={"model"}) if spec.service else spec.args,
         "working_dir": spec.working_dir,
         "env": dict(spec.env),
         "workers_min": spec.workers.min,
@@ -195,6 +195,7 @@ def list_jobs(
     owner: str | None = None,
     project: str | None = None,
     array: str | None = None,
+    kind: str | None = None,
     visible_projects: frozenset[str] | None = None,
     limit: int = 50,
     cursor: str | None = None,
@@ -213,6 +214,8 @@ def list_jobs(
         stmt = stmt.where(Job.project == project)
     if array:
         stmt = stmt.where(Job.array_id == array)
+    if kind:
+        stmt = stmt.where(Job.kind == kind)
     if visible_projects is not None:
         stmt = stmt.where(Job.project.in_(sorted(visible_projects)))
     if cursor:

@@ -297,7 +297,7 @@ class Job(Base):
         CheckConstraint("carbon IN ('aware', 'ignore')", name="carbon_valid"),
         CheckConstraint(
             "(kind = 'ddp' AND entrypoint IS NOT NULL)"
-            " OR (kind = 'command' AND command IS NOT NULL)",
+            " OR (kind = 'command' AND command IS NOT NULL) OR kind = 'service'",
             name="kind_fields",
         ),
         CheckConstraint("array_limit IS NULL OR array_limit >= 1", name="array_limit_positive"),

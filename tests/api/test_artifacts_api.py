@@ -196,3 +196,45 @@ def test_jobs_name_inputs_and_job_tokens_fetch_and_publish_only_their_own(
     assert card["training"]["job"] == job_id and "method" in card["training"]["energy"]
     base = client.get(f"{ARTIFACTS}/base@1", headers=alice).json()["card"]
     assert base["reuse"]["jobs_started_from_it"] == 1
+
+
+def test_a_service_names_a_visible_model_and_answers_only_when_running(
+    client: TestClient, db: Database, alice: dict[str, str], bob: dict[str, str]
+) -> None:
+    assert upload(client, alice, "digits", kind="model").status_code == 201
+    assert upload(client, alice, "data", kind="dataset").status_code == 201
+    service = {"name": "api", "kind": "service", "workers": 2,
+               "service": {"model": "digits@1", "builder": "a.b:build"}}
+    refused = [
+        ({**service, "service": {"model": "data@1"}}, alice, 422),  # a dataset is not a model
+        ({**service, "service": {"model": "nope"}}, alice, 404),
+        ({**service, "entrypoint": "a.b:c"}, alice, 422),
+        ({**service, "datasets": ["data@1"]}, alice, 422),
+        ({**service, "array": "1-2"}, alice, 422),
+        ({"name": "x", "kind": "service"}, alice, 422),
+        ({"name": "x", "entrypoint": "a.b:c", "service": service["service"]}, alice, 422),
+        (service, bob, 404),  # project visibility
+    ]
+    for body, who, status in refused:
+        response = client.post("/api/v1/jobs", json=body, headers=who)
+        assert response.status_code == status, (body, response.text)
+    assert count(db, Job) == 0
+    made = client.post("/api/v1/jobs", json=service, headers=alice)
+    assert made.status_code == 201, made.text
+    job = made.json()
+    assert (job["kind"], job["args"]) == (
+        "service", {"builder": "a.b:build", "idle_timeout_s": 600, "max_batch_size": 32}
+    )
+    predict = f"/api/v1/services/{job['id']}/predict"
+    waiting = client.post(predict, json={"inputs": [[0.0] * 64]}, headers=alice)
+    assert waiting.status_code == 409 and "QUEUED" in waiting.json()["detail"]
+    assert client.post(predict, json={"inputs": []}, headers=alice).status_code == 422
+    assert client.post(predict, json={"inputs": [[0.0]]}, headers=bob).status_code == 404
+    shown = client.get(f"/api/v1/services/{job['id']}", headers=alice).json()
+    assert (shown["model"], shown["replicas"], shown["requests"]) == ("digits@1", 2, 0)
+    assert shown["kwh_per_1000_requests"] is None
+    other = client.post("/api/v1/jobs", json={"name": "t", "entrypoint": "a.b:c"},
+                        headers=alice).json()
+    assert client.get(f"/api/v1/services/{other['id']}", headers=alice).status_code == 422
+    listed = client.get("/api/v1/jobs", params={"kind": "service"}, headers=alice).json()
+    assert [j["id"] for j in listed["items"]] == [job["id"]]

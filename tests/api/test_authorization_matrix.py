@@ -86,6 +86,9 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/v1/artifacts/{ref}/content"): expect(
         200, (*USERS, "job_a"), user_b=404  # job_a's job declared it as a dataset
     ),
+    # job_a's job is a ddp job, not a service: callers who may see it learn that (422)
+    ("POST", "/api/v1/services/{job_id}/predict"): expect(422, "users", user_b=404),
+    ("GET", "/api/v1/services/{job_id}"): expect(422, "users", user_b=404),
     ("GET", "/api/v1/whoami"): expect(200, CALLERS),
     ("GET", "/api/v1/admin/users"): ADMIN_ONLY,
     ("POST", "/api/v1/admin/users"): expect(201, "admin"),
@@ -264,6 +267,7 @@ BODIES: dict[tuple[str, str], Callable[[dict[str, str]], Any]] = {
     },
     ("POST", "/api/v1/jobs/{job_id}/logs"): lambda ids: {"lines": [{"line": "hello"}]},
     ("PATCH", "/api/v1/artifacts/{ref}"): lambda ids: {"description": "digits, 8x8"},
+    ("POST", "/api/v1/services/{job_id}/predict"): lambda ids: {"inputs": [[0.0, 1.0]]},
     ("POST", "/api/v1/jobs/{job_id}/metrics"): lambda ids: {"step": 1, "values": {"loss": 1.0}},
     ("POST", "/api/v1/admin/users"): lambda ids: {"name": ids["new_name"]},
     ("POST", "/api/v1/admin/projects"): lambda ids: {"name": ids["new_name"]},

@@ -60,6 +60,14 @@ SPECIFIC: dict[str, list[dict[str, object]]] = {
     ],
     # The body is the artifact's bytes, any bytes: the generic cases lack the `name` query.
     "/api/v1/artifacts": [],
+    "/api/v1/services/{job_id}/predict": [
+        {"inputs": []},
+        {"inputs": [[]]},
+        {"inputs": [[1.0, 2.0], [3.0]]},
+        {"inputs": [["a"]]},
+        {"inputs": [[0.0]] * 5000},
+        {"inputs": [[0.0]], "extra": 1},
+    ],
     "/api/v1/jobs/{job_id}/cancel": [{"reason": 5}, {"reason": "x" * 10_000}],
     "/api/v1/arrays": [
         GOOD_JOB,  # no array or sweep: a single job belongs to /jobs

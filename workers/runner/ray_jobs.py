@@ -32,6 +32,7 @@ import httpx
 from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, run_ref
 from commonpool.workers.ray_node import NODE_LABEL
 from commonpool.workers.runner import launch_spec
+from commonpool.workers.serving.driver import ENV_SERVE_HOST, ENV_SERVE_PORT
 
 _STATUS = {
     "PENDING": RunStatus.PENDING,
@@ -71,14 +72,20 @@ def command_failure(headline: str, exit_code: int | None) -> str:
 
 class RayJobsRunner:
     def __init__(
-        self, dashboard_url: str, storage_path: Storage, auth_token: str | None = None
+        self,
+        dashboard_url: str,
+        storage_path: Storage,
+        auth_token: str | None = None,
+        serve_url: str | None = None,
     ) -> None:
+        """`serve_url`: where the head's Ray Serve proxy listens (services need it)."""
         from ray.job_submission import JobSubmissionClient
 
         self.headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else {}
         self.dashboard_url = dashboard_url.rstrip("/")
         self.client = JobSubmissionClient(dashboard_url, headers=self.headers or None)
         self.storage_path = storage_path
+        self.serve_url = serve_url
         self._log_offsets: dict[str, int] = {}
         # Command runs' refs -> the Ray node their output is on (None: not started yet).
         self._command_nodes: dict[str, str | None] = {}
@@ -105,14 +112,27 @@ class RayJobsRunner:
             launch_spec.ENV_LAUNCH: launch_spec.dump(request),
             launch_spec.ENV_STORAGE: str(self.storage_path),
         }
+        driver = "commonpool.workers.runner.driver"
+        if request.kind == "service":
+            driver = "commonpool.workers.serving.driver"
+            env_vars.update(self._serve_env())
         self.client.submit_job(
-            entrypoint=f"{sys.executable} -m commonpool.workers.runner.driver",
+            entrypoint=f"{sys.executable} -m {driver}",
             submission_id=ref,
             runtime_env=_runtime_env(request, env_vars),
             entrypoint_num_cpus=0,
             metadata=metadata,
         )
         return ref
+
+    def _serve_env(self) -> dict[str, str]:
+        if not self.serve_url:
+            raise ValueError(
+                "this pool has no Ray Serve address (setting ray_serve_url): it cannot run "
+                "services"
+            )
+        address = httpx.URL(self.serve_url)
+        return {ENV_SERVE_HOST: address.host, ENV_SERVE_PORT: str(address.port)}
 
     def _submit_command(self, request: LaunchRequest, ref: str, metadata: dict[str, str]) -> None:
         """The command itself as the Ray job's entrypoint: on the allocated node (label

@@ -58,7 +58,12 @@ def ray_runner(
 ) -> RayPoolRunner:
     """The runner of a pool with a Ray cluster, from its settings (`ray_address` empty:
     every run is a Ray Job)."""
-    jobs = RayJobsRunner(settings.ray_dashboard_url, storage, auth_token=settings.ray_auth_token)
+    jobs = RayJobsRunner(
+        settings.ray_dashboard_url,
+        storage,
+        auth_token=settings.ray_auth_token,
+        serve_url=settings.ray_serve_url or None,
+    )
     return RayPoolRunner(
         jobs,
         settings.ray_address,

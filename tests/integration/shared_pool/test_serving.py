@@ -1,0 +1,101 @@
+"""A model artifact served by Ray Serve on the pool's nodes, reached through the API."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from commonpool.api.client.sdk import Client
+from commonpool.api.local_pool import LocalPool
+from commonpool.scheduler.spec import JobSpec
+from commonpool.workers.examples.digits_mlp import build_model
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+BUILDER = "commonpool.workers.examples.digits_mlp:build_model"
+REQUESTS = 1000
+
+
+def trained_digits_checkpoint(directory: Path) -> torch.nn.Module:
+    """A digits-mlp fitted for a few steps in this process, saved as the examples save it."""
+    digits = load_digits()
+    x = torch.from_numpy((digits.data / 16.0).astype(np.float32))
+    y = torch.from_numpy(digits.target)
+    torch.manual_seed(0)
+    model = build_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(60):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.state_dict(), "epoch": 1}, directory / "model.pt")
+    return model.eval()
+
+
+def _wait_running(client: Client, job_id: str, timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (job := client.get_job(job_id)).state != "RUNNING":
+        assert job.state in {"QUEUED", "PLACED", "STARTING"}, (job.state, job.exit_reason)
+        assert time.monotonic() < deadline, "the service never started"
+        time.sleep(0.5)
+
+
+def test_serve_two_replicas_answer_1000_requests_like_the_model_then_stop(
+    pool: LocalPool, client: Client, tmp_path: Path
+) -> None:
+    model = trained_digits_checkpoint(tmp_path / "ckpt")
+    artifact = client.upload_artifact(tmp_path / "ckpt", "digits-served", kind="model")
+    job = client.submit_job(JobSpec.model_validate({
+        "name": "digits-api", "kind": "service", "workers": 2, "resources": {"cpus": 1},
+        "service": {"model": artifact.ref, "builder": BUILDER, "idle_timeout_s": 0},
+    }))  # fmt: skip
+    try:
+        _wait_running(client, job.id)
+        assert {a.node_id for a in client.job_allocations(job.id)} == set(pool.node_ids)
+        digits = load_digits()
+        rows = (digits.data[:REQUESTS] / 16.0).astype(np.float32)
+        with torch.inference_mode():
+            expected = model(torch.from_numpy(rows)).numpy()
+        token = client._http.headers["Authorization"]
+        url = f"{pool.url}/api/v1/services/{job.id}/predict"
+
+        def ask(i: int) -> dict:
+            with httpx.Client(headers={"Authorization": token}, timeout=60) as http:
+                response = http.post(url, json={"inputs": [rows[i].tolist()]})
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        with ThreadPoolExecutor(8) as threads:
+            answers = list(threads.map(ask, range(REQUESTS)))
+        outputs = np.array([a["outputs"][0] for a in answers])
+        np.testing.assert_allclose(outputs, expected, rtol=1e-4, atol=1e-5)
+        assert [a["predictions"][0] for a in answers] == expected.argmax(axis=1).tolist()
+        assert {a["model"] for a in answers} == {artifact.ref}
+
+        bad = httpx.post(url, json={"inputs": [[1.0, 2.0], [3.0]]},
+                         headers={"Authorization": token})
+        assert bad.status_code == 422
+        service = client.get_service(job.id)
+        assert service.requests == REQUESTS and service.latency_p99_ms is not None
+    finally:
+        client.cancel_job(job.id, "test done")
+    assert client.get_job(job.id).state == "CANCELLED"
+    assert client.pool_summary().free.cpus == 2.0
+    assert all(a.released_at is not None for a in client.job_allocations(job.id))
+    stopped = httpx.post(url, json={"inputs": [rows[0].tolist()]},
+                         headers={"Authorization": token})
+    assert stopped.status_code == 409
+    # The Serve application itself is deleted: its route no longer exists on Serve's proxy.
+    direct = f"{pool.settings.ray_serve_url}/{job.id}"
+    deadline = time.monotonic() + 60
+    while httpx.post(direct, json={"inputs": [rows[0].tolist()]}).status_code != 404:
+        assert time.monotonic() < deadline, "the Serve application outlived its service"
+        time.sleep(1)
