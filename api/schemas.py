@@ -105,6 +105,10 @@ class ServiceRead(BaseModel):
     model: str | None
     route: str
     replicas: int
+    serve_status: str | None = Field(description="Ray Serve's status of it (None: unknown).")
+    replicas_running: int | None = Field(
+        description="Replicas up now: 0 when scaled to zero after idle (None: unknown)."
+    )
     requests: int
     errors: int
     requests_per_s: float

@@ -93,7 +93,9 @@ def show(
     rows = [
         ("service", f"{service.job.id} ({service.job.name}) {render.state(service.job.state)}"),
         ("model", service.model or "-"),
-        ("replicas", str(service.replicas)),
+        ("replicas", f"{service.replicas} allocated, "
+                     f"{'?' if service.replicas_running is None else service.replicas_running} "
+                     f"running ({service.serve_status or 'status unknown'})"),
         ("route", f"POST {service.route}"),
         ("requests", f"{service.requests} ({service.errors} failed), "
                      f"{service.requests_per_s:.1f}/s now"),

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from commonpool.scheduler.config import Settings
 from commonpool.scheduler.domain.errors import Conflict, Invalid, Unavailable
 from commonpool.scheduler.domain.states import JobState
 from commonpool.scheduler.services import jobs as jobs_svc
@@ -30,6 +31,7 @@ from ..schemas import JobRead, PredictRequest, PredictResponse, ServiceRead
 router = APIRouter(prefix="/services", tags=["services"])
 
 READY_CACHE_S = 1.0  # a RUNNING service is rechecked in the registry at most this often
+SERVE_STATUS_TIMEOUT_S = 5.0
 
 
 @router.post(
@@ -110,7 +112,10 @@ def get_service(job_id: str, session: ReadSession, request: Request) -> ServiceR
     energy = job_energy(session, job_id)
     model = next((f"{a.name}@{a.version}" for a, _ in job_inputs(session, job_id)), None)
     per_thousand = 1000 / requests if requests else None
+    status, running = _serve_status(request.app.state.settings, job_id)
     return ServiceRead(
+        serve_status=status,
+        replicas_running=running,
         job=JobRead.model_validate(job),
         model=model,
         route=f"/api/v1/services/{job_id}/predict",
@@ -125,3 +130,31 @@ def get_service(job_id: str, session: ReadSession, request: Request) -> ServiceR
         kwh_per_1000_requests=energy.kwh * per_thousand if per_thousand else None,
         co2e_g_per_1000_requests=energy.co2e_g * per_thousand if per_thousand else None,
     )
+
+
+def _serve_status(settings: Settings, job_id: str) -> tuple[str | None, int | None]:
+    """(Serve's status of the application, its replicas RUNNING now), from Ray's dashboard;
+    (None, None) when the pool has no dashboard or it does not answer."""
+    if not settings.ray_dashboard_url:
+        return None, None
+    token = settings.ray_auth_token
+    try:
+        response = httpx.get(
+            f"{settings.ray_dashboard_url.rstrip('/')}/api/serve/applications/",
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+            timeout=SERVE_STATUS_TIMEOUT_S,
+        )
+        response.raise_for_status()
+        applications = response.json().get("applications") or {}
+    except (httpx.HTTPError, ValueError):
+        return None, None
+    application = applications.get(job_id)
+    if application is None:
+        return "NOT_DEPLOYED", 0
+    running = sum(
+        1
+        for deployment in (application.get("deployments") or {}).values()
+        for replica in deployment.get("replicas") or []
+        if replica.get("state") == "RUNNING"
+    )
+    return application.get("status"), running

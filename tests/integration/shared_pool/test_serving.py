@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 BUILDER = "commonpool.workers.examples.digits_mlp:build_model"
 REQUESTS = 1000
+IDLE_S = 5
 
 
 def trained_digits_checkpoint(directory: Path) -> torch.nn.Module:
@@ -55,7 +56,7 @@ def test_serve_two_replicas_answer_1000_requests_like_the_model_then_stop(
     artifact = client.upload_artifact(tmp_path / "ckpt", "digits-served", kind="model")
     job = client.submit_job(JobSpec.model_validate({
         "name": "digits-api", "kind": "service", "workers": 2, "resources": {"cpus": 1},
-        "service": {"model": artifact.ref, "builder": BUILDER, "idle_timeout_s": 0},
+        "service": {"model": artifact.ref, "builder": BUILDER, "idle_timeout_s": IDLE_S},
     }))  # fmt: skip
     try:
         _wait_running(client, job.id)
@@ -85,6 +86,15 @@ def test_serve_two_replicas_answer_1000_requests_like_the_model_then_stop(
         assert bad.status_code == 422
         service = client.get_service(job.id)
         assert service.requests == REQUESTS and service.latency_p99_ms is not None
+        assert service.serve_status == "RUNNING"
+
+        # Idle: the replicas scale to zero; the next request brings one back.
+        deadline = time.monotonic() + 120
+        while client.get_service(job.id).replicas_running != 0:
+            assert time.monotonic() < deadline, "the service never scaled to zero"
+            time.sleep(2)
+        assert ask(0)["predictions"][0] == expected[0].argmax()
+        assert client.get_service(job.id).replicas_running >= 1
     finally:
         client.cancel_job(job.id, "test done")
     assert client.get_job(job.id).state == "CANCELLED"
