@@ -64,3 +64,19 @@ def train(config: dict[str, Any]) -> dict[str, float]:
     torch.manual_seed(cfg["seed"])
     train_set, test_set = datasets(cfg["seed"], cfg.get("dataset"))
     return fit(build_model(cfg["hidden"]), train_set, test_set, cfg)
+
+
+def quick_model(steps: int = 60, seed: int = 0) -> nn.Module:
+    """A digits-mlp fitted full-batch in this process in about a second: a model to serve
+    in tests, demos and benchmarks (not a training run: that is `train`, on the pool)."""
+    images, labels = load_arrays()
+    x = torch.from_numpy((images / 16.0).astype(np.float32))
+    y = torch.from_numpy(labels)
+    torch.manual_seed(seed)
+    model = build_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return model.eval()

@@ -3,10 +3,12 @@
 // decides what the user may see and do (a hidden button is a courtesy, not the control).
 
 import { api, ApiError, clearToken, getToken, Offline, setToken } from "./api.js";
-import { pages } from "./pages.js";
+import { pages as basePages } from "./pages.js";
+import { sharingPages } from "./sharing.js";
 import { h, notify, replace } from "./ui.js";
 
 const POLL_MS = 3000;
+const pages = { ...basePages, ...sharingPages };
 
 const $ = (id) => document.getElementById(id);
 const ctx = { me: null, route: null, data: null, refresh, rerender };
@@ -22,7 +24,9 @@ function parseRoute() {
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const params = new URLSearchParams(query || "");
   if (parts[0] === "jobs" && parts[1]) return { page: "job", id: parts[1], params };
-  if (parts[0] && parts[0] !== "job" && parts[0] in pages) return { page: parts[0], params };
+  if (parts[0] === "artifacts" && parts[1]) return { page: "artifact", id: parts[1], params };
+  const detail = ["job", "artifact"];
+  if (parts[0] && !detail.includes(parts[0]) && parts[0] in pages) return { page: parts[0], params };
   return { page: "pool", params };
 }
 
@@ -36,7 +40,8 @@ function route() {
   document.title = `${page.title} · commonpool`;
   for (const link of document.querySelectorAll("#nav a")) {
     const current = link.dataset.page === ctx.route.page
-      || (link.dataset.page === "jobs" && ctx.route.page === "job");
+      || (link.dataset.page === "jobs" && ctx.route.page === "job")
+      || (link.dataset.page === "artifacts" && ctx.route.page === "artifact");
     if (current) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
@@ -91,9 +96,10 @@ function failed(err) {
   }
   if (ctx.data === null) {
     const notFound = err instanceof ApiError && err.status === 404;
+    const what = { job: "job", artifact: "artifact" }[ctx.route.page];
     replace($("view"), h("h1", {}, notFound ? "Not found" : "Could not load this page"),
-      h("p", { class: "error" }, notFound && ctx.route.page === "job"
-        ? `No job ${ctx.route.id} in your projects.` : err.message),
+      h("p", { class: "error" }, notFound && what
+        ? `No ${what} ${ctx.route.id} that you may see.` : err.message),
       h("p", {}, h("a", { href: "#/pool" }, "Back to the pool")));
   } else {
     notify(err.message, "error");

@@ -73,7 +73,7 @@ function cancelButton(job, ctx) {
     "aria-label": `Cancel job ${job.name}`, onclick: () => cancelJob(job, ctx.refresh) }, "Cancel");
 }
 
-function section(title, ...children) {
+export function section(title, ...children) {
   const id = `s-${title.toLowerCase().replace(/[^a-z0-9]+/g, "-")}`;
   return h("section", { class: "panel", "aria-labelledby": id }, h("h2", { id }, title), children);
 }

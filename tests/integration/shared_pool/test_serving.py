@@ -15,30 +15,13 @@ from sklearn.datasets import load_digits
 from commonpool.api.client.sdk import Client
 from commonpool.api.local_pool import LocalPool
 from commonpool.scheduler.spec import JobSpec
-from commonpool.workers.examples.digits_mlp import build_model
+from commonpool.workers.examples.digits_mlp import quick_model
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 BUILDER = "commonpool.workers.examples.digits_mlp:build_model"
 REQUESTS = 1000
 IDLE_S = 5
-
-
-def trained_digits_checkpoint(directory: Path) -> torch.nn.Module:
-    """A digits-mlp fitted for a few steps in this process, saved as the examples save it."""
-    digits = load_digits()
-    x = torch.from_numpy((digits.data / 16.0).astype(np.float32))
-    y = torch.from_numpy(digits.target)
-    torch.manual_seed(0)
-    model = build_model()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    for _ in range(60):
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-    directory.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), "epoch": 1}, directory / "model.pt")
-    return model.eval()
 
 
 def _wait_running(client: Client, job_id: str, timeout_s: float = 240) -> None:
@@ -52,7 +35,9 @@ def _wait_running(client: Client, job_id: str, timeout_s: float = 240) -> None:
 def test_serve_two_replicas_answer_1000_requests_like_the_model_then_stop(
     pool: LocalPool, client: Client, tmp_path: Path
 ) -> None:
-    model = trained_digits_checkpoint(tmp_path / "ckpt")
+    model = quick_model()
+    (tmp_path / "ckpt").mkdir()
+    torch.save({"model": model.state_dict()}, tmp_path / "ckpt" / "model.pt")
     artifact = client.upload_artifact(tmp_path / "ckpt", "digits-served", kind="model")
     job = client.submit_job(JobSpec.model_validate({
         "name": "digits-api", "kind": "service", "workers": 2, "resources": {"cpus": 1},
