@@ -234,7 +234,7 @@ def job(job_id: str = typer.Argument(..., help="Job id."), as_json: bool = JsonO
     c = render.console
     c.print(f"[bold]{info.id}[/] {info.name}  {render.state(info.state)}  attempt {info.attempt}")
     c.print(
-        f"  entrypoint {info.entrypoint}  workers {info.workers_min}-{info.workers_max}  "
+        f"  {escape(render.what_runs(info))}  workers {info.workers_min}-{info.workers_max}  "
         f"per worker {info.cpus_per_worker:g} cpus, {render.gib(info.memory_bytes_per_worker)},"
         f" {info.gpus_per_worker} gpus{' ' + info.gpu_type if info.gpu_type else ''}"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..schemas import ArrayRead, JobEnergyRead
+from ..schemas import ArrayRead, JobEnergyRead, JobRead
 
 console = Console()
 err_console = Console(stderr=True)
@@ -51,6 +52,15 @@ def state(value: str) -> str:
 
 def gib(memory_bytes: int) -> str:
     return f"{memory_bytes / 2**30:.1f} GiB"
+
+
+def what_runs(job: JobRead) -> str:
+    """What a job runs, by its kind: its entry point, its command, or the model it serves."""
+    if job.kind == "command":
+        return f"command {shlex.join(job.command or [])}"
+    if job.kind == "service":
+        return f"service (commonpool service show {job.id})"
+    return f"entrypoint {job.entrypoint}"
 
 
 def size(n_bytes: int) -> str:

@@ -432,9 +432,9 @@ const job = {
     document.title = `${x.name} · commonpool`;
     const facts = [
       ["Job id", h("code", {}, x.id)], ["Project", x.project], ["Owner", x.owner],
-      x.kind === "command"
-        ? ["Command", h("code", {}, (x.command || []).join(" "))]
-        : ["Entrypoint", h("code", {}, x.entrypoint)],
+      x.kind === "command" ? ["Command", h("code", {}, (x.command || []).join(" "))]
+        : x.kind === "service" ? ["Serves", h("a", { href: "#/services" }, "a model (Services)")]
+          : ["Entrypoint", h("code", {}, x.entrypoint)],
       ...(x.array_id ? [["Array task", h("code", {}, `${x.array_id}[${x.array_index}]`)]] : []),
       ["Workers", `${workersText(x)} × ${perWorkerText(x)}`],
       ["Attempt", `${x.attempt} of ${x.max_attempts}`], ["Framework", x.framework],
