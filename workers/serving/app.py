@@ -26,6 +26,7 @@ from commonpool.workers.serving.model import load_predictor
 
 BATCH_WAIT_S = 0.002
 TARGET_ONGOING_REQUESTS = 8
+DEFAULT_LOOK_BACK_S = 30.0  # Serve's own default
 
 
 @serve.deployment(name="model")
@@ -87,6 +88,9 @@ def build_app(request: LaunchRequest) -> Any:
                 "initial_replicas": replicas,
                 "max_replicas": replicas,
                 "downscale_delay_s": idle,
+                # Serve averages load over this window before it decides: at most the idle
+                # timeout, so replicas go about `idle` s after the last request, not 30 s later.
+                "look_back_period_s": min(DEFAULT_LOOK_BACK_S, idle),
                 "upscale_delay_s": 0,
                 "target_ongoing_requests": TARGET_ONGOING_REQUESTS,
             }
