@@ -282,10 +282,11 @@ class JobSpec(_Strict):
         elif self.kind == "service":
             if self.service is None:
                 raise ValueError("a service job needs `service` (the model it serves)")
-            if self.entrypoint or self.command or self.datasets or self.init_from or self.publish:
+            if (self.entrypoint or self.command or self.args or self.datasets or self.init_from
+                    or self.publish):
                 raise ValueError(
-                    "a service serves `service.model`: entrypoint, command, datasets, "
-                    "init_from and publish are for other kinds"
+                    "a service serves `service.model` as `service` says: entrypoint, command, "
+                    "args, datasets, init_from and publish are for other kinds"
                 )
             if self.is_array:
                 raise ValueError("a service cannot be an array or sweep")

@@ -210,6 +210,7 @@ def test_a_service_names_a_visible_model_and_answers_only_when_running(
         ({**service, "service": {"model": "nope"}}, alice, 404),
         ({**service, "entrypoint": "a.b:c"}, alice, 422),
         ({**service, "datasets": ["data@1"]}, alice, 422),
+        ({**service, "args": {"lr": 0.1}}, alice, 422),
         ({**service, "array": "1-2"}, alice, 422),
         ({"name": "x", "kind": "service"}, alice, 422),
         ({"name": "x", "entrypoint": "a.b:c", "service": service["service"]}, alice, 422),
