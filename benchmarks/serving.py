@@ -94,7 +94,7 @@ def measure(pool: LocalPool, client: Client, ref: str, args: argparse.Namespace)
     }))  # fmt: skip
     try:
         wait_running(client, job.id)
-        token = client._http.headers["Authorization"]
+        token = client.authorization or ""
         url = f"{pool.url}/api/v1/services/{job.id}/predict"
         rows = (load_digits().data / 16.0).astype(np.float32)
         load(url, token, rows, WARMUP, args.concurrency)

@@ -104,6 +104,11 @@ class Client:
             verify=verify,
         )
 
+    @property
+    def authorization(self) -> str | None:
+        """The `Authorization` header this client sends (for a raw HTTP call beside it)."""
+        return self._http.headers.get("Authorization")
+
     def close(self) -> None:
         self._http.close()
 

@@ -50,7 +50,7 @@ def test_serve_two_replicas_answer_1000_requests_like_the_model_then_stop(
         rows = (digits.data[:REQUESTS] / 16.0).astype(np.float32)
         with torch.inference_mode():
             expected = model(torch.from_numpy(rows)).numpy()
-        token = client._http.headers["Authorization"]
+        token = client.authorization or ""
         url = f"{pool.url}/api/v1/services/{job.id}/predict"
 
         def ask(i: int) -> dict:
