@@ -32,6 +32,7 @@ from .routes import (
     pool,
     services,
 )
+from .serve_status import ServeStatus
 from .service_stats import ServiceStats
 
 API_PREFIX = "/api/v1"
@@ -87,6 +88,7 @@ def create_app(
     )
     app.state.service_stats = ServiceStats()
     app.state.services_ready = {}
+    app.state.serve_status = ServeStatus(settings.ray_dashboard_url, settings.ray_auth_token)
     app.state.metrics = PoolMetrics(app.state.db)
     app.state.auth = Authenticator(app.state.db, settings.auth_cache_s)
     app.state.rate_limiter = RateLimiter(

@@ -17,7 +17,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from commonpool.scheduler.config import Settings
 from commonpool.scheduler.domain.errors import Conflict, Invalid, Unavailable
 from commonpool.scheduler.domain.states import JobState
 from commonpool.scheduler.services import jobs as jobs_svc
@@ -25,13 +24,12 @@ from commonpool.scheduler.services.artifacts import job_inputs
 from commonpool.scheduler.services.energy_report import job_energy
 
 from ..authz import JOB_READ, authorize
-from ..deps import ReadSession, get_db
+from ..deps import get_db
 from ..schemas import JobRead, PredictRequest, PredictResponse, ServiceRead
 
 router = APIRouter(prefix="/services", tags=["services"])
 
 READY_CACHE_S = 1.0  # a RUNNING service is rechecked in the registry at most this often
-SERVE_STATUS_TIMEOUT_S = 5.0
 
 
 @router.post(
@@ -101,25 +99,28 @@ async def _require_serving(request: Request, job_id: str) -> None:
 
 
 @router.get("/{job_id}", response_model=ServiceRead, dependencies=[authorize(JOB_READ)])
-def get_service(job_id: str, session: ReadSession, request: Request) -> ServiceRead:
+def get_service(job_id: str, request: Request) -> ServiceRead:
     """The service's job, model, replicas and request figures, with energy per 1,000 requests
-    (the job's metered energy over the requests served so far)."""
-    job = jobs_svc.get_job(session, job_id)
-    if job.kind != "service":
-        raise Invalid(f"job {job_id} is a {job.kind} job, not a service")
+    (the job's metered energy over the requests served so far). Serve's status is asked
+    after the registry read, outside its session (`serve_status`)."""
+    with get_db(request).unit_of_work(write=False) as session:
+        job = jobs_svc.get_job(session, job_id)
+        if job.kind != "service":
+            raise Invalid(f"job {job_id} is a {job.kind} job, not a service")
+        job_read = JobRead.model_validate(job)
+        energy = job_energy(session, job_id)
+        model = next((f"{a.name}@{a.version}" for a, _ in job_inputs(session, job_id)), None)
     figures = request.app.state.service_stats.figures(job_id)
-    requests = figures.requests or int((job.metrics or {}).get("requests", 0))
-    energy = job_energy(session, job_id)
-    model = next((f"{a.name}@{a.version}" for a, _ in job_inputs(session, job_id)), None)
+    requests = figures.requests or int((job_read.metrics or {}).get("requests", 0))
     per_thousand = 1000 / requests if requests else None
-    status, running = _serve_status(request.app.state.settings, job_id)
+    serve = request.app.state.serve_status.of(job_id)
     return ServiceRead(
-        serve_status=status,
-        replicas_running=running,
-        job=JobRead.model_validate(job),
+        serve_status=serve.status,
+        replicas_running=serve.replicas_running,
+        job=job_read,
         model=model,
         route=f"/api/v1/services/{job_id}/predict",
-        replicas=job.workers_max,
+        replicas=job_read.workers_max,
         requests=requests,
         errors=figures.errors,
         requests_per_s=figures.requests_per_s,
@@ -130,31 +131,3 @@ def get_service(job_id: str, session: ReadSession, request: Request) -> ServiceR
         kwh_per_1000_requests=energy.kwh * per_thousand if per_thousand else None,
         co2e_g_per_1000_requests=energy.co2e_g * per_thousand if per_thousand else None,
     )
-
-
-def _serve_status(settings: Settings, job_id: str) -> tuple[str | None, int | None]:
-    """(Serve's status of the application, its replicas RUNNING now), from Ray's dashboard;
-    (None, None) when the pool has no dashboard or it does not answer."""
-    if not settings.ray_dashboard_url:
-        return None, None
-    token = settings.ray_auth_token
-    try:
-        response = httpx.get(
-            f"{settings.ray_dashboard_url.rstrip('/')}/api/serve/applications/",
-            headers={"Authorization": f"Bearer {token}"} if token else {},
-            timeout=SERVE_STATUS_TIMEOUT_S,
-        )
-        response.raise_for_status()
-        applications = response.json().get("applications") or {}
-    except (httpx.HTTPError, ValueError):
-        return None, None
-    application = applications.get(job_id)
-    if application is None:
-        return "NOT_DEPLOYED", 0
-    running = sum(
-        1
-        for deployment in (application.get("deployments") or {}).values()
-        for replica in deployment.get("replicas") or []
-        if replica.get("state") == "RUNNING"
-    )
-    return application.get("status"), running
