@@ -375,6 +375,17 @@ class PoolEnergyRead(_Read):
     co2e_g: float = 0.0
 
 
+class CarbonSavedRead(_Read):
+    """Carbon saved by carbon-aware timing: ended jobs the carbon policy deferred, their
+    gCO2e against what they would have emitted at the intensity when first deferred."""
+
+    jobs: int = 0
+    co2e_g: float = 0.0
+    baseline_co2e_g: float = 0.0
+    saved_g: float = 0.0
+    saved_percent: float | None = None
+
+
 class PoolSummaryRead(_Read):
     jobs_by_state: dict[str, int]
     nodes_by_state: dict[str, int]
@@ -382,6 +393,7 @@ class PoolSummaryRead(_Read):
     used: ResourceTotalsRead
     free: ResourceTotalsRead
     energy: PoolEnergyRead = Field(default_factory=PoolEnergyRead)
+    carbon_saved: CarbonSavedRead = Field(default_factory=CarbonSavedRead)
 
 
 class EnergyPointRead(_Read):
@@ -427,6 +439,16 @@ class JobEnergyRead(_Read):
     samples: float | None
     samples_basis: str | None
     j_per_sample: float | None
+    baseline_g_per_kwh: float | None = Field(
+        default=None,
+        description="g/kWh it would have run at when the carbon policy deferred it.",
+    )
+    baseline_co2e_g: float | None = Field(
+        default=None, description="Its energy at the baseline intensity."
+    )
+    co2e_saved_g: float | None = Field(
+        default=None, description="baseline_co2e_g - co2e_g (negative: waiting cost carbon)."
+    )
     nodes: list[JobEnergyNodeRead]
     series: list[EnergyPointRead]
 
@@ -435,6 +457,7 @@ __all__ = [
     "AllocationRead",
     "ArrayRead",
     "CancelRequest",
+    "CarbonSavedRead",
     "EnergyIntervalIn",
     "EnergyPointRead",
     "EnergyReportIn",

@@ -18,7 +18,11 @@ from .policy import Plan, Policy
 from .services.jobs import apply_cancellations
 from .services.nodes import expire_leases
 from .services.preemption import RequeueBackoff, apply_preemptions
-from .store.placements import apply_placements, record_pending_reasons
+from .store.placements import (
+    apply_placements,
+    record_carbon_baselines,
+    record_pending_reasons,
+)
 from .store.snapshot_source import Forecasts, QueueCache, load_snapshot
 from .store.uow import Database
 
@@ -68,6 +72,7 @@ class SchedulerLoop:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._queue_cache = QueueCache()
+        self._baselined: set[str] = set()  # carbon baselines this process has written
         if launcher is not None:
             launcher.wake_on_run_end(self.wake)  # a run's end starts a step at once
 
@@ -106,6 +111,7 @@ class SchedulerLoop:
             record_pending_reasons(
                 session, {**dict(plan.pending_reasons), **result.rejected}, stored_reasons
             )
+            record_carbon_baselines(session, plan.carbon_baselines, self._baselined)
         # Runner I/O (Ray) happens outside the placement transaction.
         if self.launcher is not None:
             launch = self.launcher.launch(launch)

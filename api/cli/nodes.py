@@ -105,7 +105,7 @@ def enroll_token(
 
 
 def pool(as_json: bool = JsonOption) -> None:
-    """Counts by state and free/used resources of the pool."""
+    """Counts by state, free/used resources, and carbon saved by carbon-aware timing."""
     with state.client() as client:
         summary = client.pool_summary()
     if as_json:
@@ -122,3 +122,4 @@ def pool(as_json: bool = JsonOption) -> None:
     )
     for label, r in (("total", summary.total), ("used", summary.used), ("free", summary.free)):
         c.print(f"{label:6} {r.cpus:g} cpus, {render.gib(r.memory_bytes)}, {r.gpus} gpus")
+    c.print(render.carbon_saved_line(summary.carbon_saved))

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..schemas import ArrayRead, JobEnergyRead, JobRead
+from ..schemas import ArrayRead, CarbonSavedRead, JobEnergyRead, JobRead
 
 console = Console()
 err_console = Console(stderr=True)
@@ -110,9 +110,23 @@ def energy_rows(energy: JobEnergyRead) -> list[tuple[str, str]]:
     sources = ", ".join(energy.intensity_sources) or "-"
     flag = " (world average: region unknown)" if energy.intensity_fallback else ""
     rows.append(("carbon", f"{energy.co2e_g:.4f} gCO2e{intensity}, grid data {sources}{flag}"))
+    if energy.co2e_saved_g is not None:
+        rows.append(("carbon saved", f"{energy.co2e_saved_g:.4f} gCO2e by waiting for cleaner "
+                     f"power (at {energy.baseline_g_per_kwh:.0f} gCO2e/kWh when deferred: "
+                     f"{energy.baseline_co2e_g:.4f} g)"))
     if energy.j_per_sample is not None:
         rows.append(("energy/sample", f"{energy.j_per_sample:.4g} J ({energy.samples_basis})"))
     return [(label, escape(text)) for label, text in rows]  # sources are data, not markup
+
+
+def carbon_saved_line(saved: CarbonSavedRead) -> str:
+    """The pool's carbon saved by carbon-aware timing, one line."""
+    if not saved.jobs:
+        return "carbon saved: none yet (no ended job was deferred for cleaner power)"
+    percent = f" ({saved.saved_percent:.0f}%)" if saved.saved_percent is not None else ""
+    return (f"carbon saved: {saved.saved_g:,.1f} gCO2e{percent} by {saved.jobs} job(s) that "
+            f"waited for cleaner power ({saved.co2e_g:,.1f} g emitted vs "
+            f"{saved.baseline_co2e_g:,.1f} g had they started when deferred)")
 
 
 def array_line(array: ArrayRead) -> str:

@@ -203,6 +203,7 @@ class CarbonPolicy:
         # 3. classify queued jobs
         free = self._free_by_region(snap)
         deferred: dict[str, str] = {}
+        baselines: dict[str, float] = {}
         urgent: list[JobView] = []
         for job in snap.queued:
             if not is_flexible(job):
@@ -221,6 +222,7 @@ class CarbonPolicy:
             d = job.estimated_runtime_s or 0.0
             now_mean = min(fc[r].mean(now, d) for r in roomy)
             saving = max(0.0, 1 - look.clean_mean / now_mean) if now_mean > 0 else 0.0
+            baselines[job.id] = now_mean
             deferred[job.id] = (
                 f"waiting for cleaner power, expected start "
                 f"{clock_text(look.next_start, now, snapshot.epoch_offset_s)} in "
@@ -265,6 +267,8 @@ class CarbonPolicy:
             (*placed, *plan.placements),
             (*suspended.values(), *yielded.values(), *plan.preemptions), reasons,
             min(review) if review else None,
+            plan.cancellations,
+            baselines,
         )
 
     # -- helpers --------------------------------------------------------------------------

@@ -55,3 +55,7 @@ class Plan:
     review_at: float | None = None
     # Queued jobs to cancel for good (see ``Cancellation``); only the ``gates`` layer adds any.
     cancellations: tuple[Cancellation, ...] = ()
+    # Jobs the carbon layer deferred although they had room: job id -> the g/kWh they would
+    # have run at had they started now (forecast mean over their runtime, cleanest region
+    # with room). The registry keeps the first one as the job's carbon baseline.
+    carbon_baselines: Mapping[str, float] = field(default_factory=dict)

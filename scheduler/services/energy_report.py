@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..store.models import Job, JobEnergyBucket, JobEnergyPart, JobMetric, Node, NodeEnergy
+from .carbon_saved import job_baseline_co2e_g
 from .energy import J_PER_KWH
 from .jobs import get_job
 
@@ -69,6 +70,17 @@ class JobEnergyReport:
     series: list[EnergyPoint] = field(default_factory=list)
     samples: float | None = None
     samples_basis: str | None = None
+    # The g/kWh it would have run at when the carbon policy deferred it (carbon_saved.py).
+    baseline_g_per_kwh: float | None = None
+
+    @property
+    def baseline_co2e_g(self) -> float | None:
+        return job_baseline_co2e_g(self.baseline_g_per_kwh, self.energy_j)
+
+    @property
+    def co2e_saved_g(self) -> float | None:
+        baseline = self.baseline_co2e_g
+        return None if baseline is None else baseline - self.co2e_g
 
     @property
     def energy_j(self) -> float:
@@ -160,7 +172,9 @@ def job_energy(session: Session, job_id: str) -> JobEnergyReport:
     ]
     report = JobEnergyReport(job_id=job_id, nodes=nodes, series=_series(session, job_id))
     samples, basis = _samples(session, job, report)
-    return JobEnergyReport(job_id, nodes, report.series, samples, basis)
+    return JobEnergyReport(
+        job_id, nodes, report.series, samples, basis, job.carbon_baseline_g_per_kwh
+    )
 
 
 def _series(session: Session, job_id: str) -> list[EnergyPoint]:

@@ -1,4 +1,5 @@
-"""Pool-wide figures: counts by state, resources total/used/free, energy busy/idle."""
+"""Pool-wide figures: counts by state, resources total/used/free, energy busy/idle, carbon
+saved by carbon-aware timing."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from ..domain.states import JobState, NodeState
 from ..store.models import Allocation, Job, Node
+from .carbon_saved import CarbonSaved, carbon_saved
 from .energy_report import PoolEnergy, pool_energy
 
 
@@ -28,6 +30,7 @@ class PoolSummary:
     used: ResourceTotals
     free: ResourceTotals
     energy: PoolEnergy
+    carbon_saved: CarbonSaved
 
 
 def pool_summary(session: Session) -> PoolSummary:
@@ -48,6 +51,7 @@ def pool_summary(session: Session) -> PoolSummary:
             online_cap.gpus - online_used.gpus,
         ),
         energy=pool_energy(session),
+        carbon_saved=carbon_saved(session),
     )
 
 

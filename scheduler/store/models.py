@@ -267,6 +267,9 @@ class Job(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     # Voluntary checkpoint-and-requeue by the carbon policy; they do not use up attempts.
     carbon_suspensions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # g/kWh the job would have run at when the carbon policy first deferred it (it had room):
+    # what its energy is compared with to count the carbon that waiting saved.
+    carbon_baseline_g_per_kwh: Mapped[float | None] = mapped_column(Float)
     # Times an elastic job was checkpointed to relaunch at full size (never a failed attempt).
     regrows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # After a failed attempt the job waits (exponential backoff) before it is placed again.

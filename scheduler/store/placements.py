@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.errors import CommonpoolError, Conflict, QuotaExceeded
@@ -178,3 +178,27 @@ def record_pending_reasons(
                 .execution_options(synchronize_session=False)
             )
     return sum(len(ids) for ids in by_reason.values())
+
+
+def record_carbon_baselines(
+    session: Session, baselines: Mapping[str, float], recorded: set[str]
+) -> int:
+    """Keep each carbon-deferred job's *first* baseline intensity (`Plan.carbon_baselines`).
+
+    A job deferred for hours is in every cycle's plan: `recorded` (owned by the caller,
+    one per scheduler process) remembers the ids already written, so each is written
+    once, and is trimmed to the jobs deferred now. A row that already has a baseline
+    (written before a scheduler restart) is never overwritten.
+    """
+    new = [{"b_id": job_id, "b_g": g} for job_id, g in baselines.items() if job_id not in recorded]
+    if new:
+        jobs = Job.__table__
+        session.execute(
+            update(jobs)
+            .where(jobs.c.id == bindparam("b_id"), jobs.c.carbon_baseline_g_per_kwh.is_(None))
+            .values(carbon_baseline_g_per_kwh=bindparam("b_g")),
+            new,
+        )
+    recorded.intersection_update(baselines)
+    recorded.update(row["b_id"] for row in new)
+    return len(new)

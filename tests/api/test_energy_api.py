@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from commonpool.scheduler.loop import SchedulerLoop
 from commonpool.scheduler.policy import make_policy
-from commonpool.scheduler.services.jobs import record_metrics, submit_job
+from commonpool.scheduler.services.jobs import get_job, record_metrics, submit_job
 from commonpool.scheduler.store.uow import Database
 from tests.builders import job_spec, online_node
 from tests.carbon_by_hand import gb_intensity
@@ -163,3 +163,30 @@ def test_fenced_heartbeat_stores_no_energy(client: TestClient, placed: dict[str,
 def test_unknown_job_energy_is_404(client: TestClient) -> None:
     response = client.get("/api/v1/jobs/job_nope/energy")
     assert response.status_code == 404 and response.json()["code"] == "not-found"
+
+
+def test_carbon_saved_compares_ended_deferred_jobs_with_their_baseline(
+    client: TestClient, placed: dict[str, Any], db: Database
+) -> None:
+    job, start = placed["job"], _slot_start()
+    (a, cred_a), _ = placed["a"], placed["b"]
+    assert _beat(client, a, cred_a, [_interval(start, 4, {job: 3600.0})]).status_code == 200
+    actual = 3600.0 / J_PER_KWH * gb_intensity(start)
+    with db.unit_of_work() as session:  # as the carbon policy's first deferral left it
+        get_job(session, job).carbon_baseline_g_per_kwh = 900.0
+    energy = client.get(f"/api/v1/jobs/{job}/energy").json()
+    assert energy["baseline_g_per_kwh"] == 900.0
+    assert energy["baseline_co2e_g"] == pytest.approx(3600.0 / J_PER_KWH * 900.0)
+    assert energy["co2e_saved_g"] == pytest.approx(energy["baseline_co2e_g"] - actual)
+    assert client.get("/api/v1/pool/summary").json()["carbon_saved"]["jobs"] == 0  # running
+
+    with db.unit_of_work() as session:
+        get_job(session, job).state = "SUCCEEDED"
+    saved = client.get("/api/v1/pool/summary").json()["carbon_saved"]
+    assert saved["jobs"] == 1
+    assert saved["co2e_g"] == pytest.approx(actual)
+    assert saved["baseline_co2e_g"] == pytest.approx(3600.0 / J_PER_KWH * 900.0)
+    assert saved["saved_g"] == pytest.approx(saved["baseline_co2e_g"] - actual)
+    assert saved["saved_percent"] == pytest.approx(100 * (1 - gb_intensity(start) / 900.0))
+    stranger = client.get(f"/api/v1/jobs/{placed['stranger']}/energy").json()
+    assert stranger["baseline_g_per_kwh"] is None and stranger["co2e_saved_g"] is None

@@ -38,6 +38,7 @@ def test_pool_page_shows_nodes_capacity_power_and_energy(admin_page: Any, world:
     expect(today.locator(".big")).to_have_text(re.compile(r"^[\d.,]+ k?Wh$"))
     expect(today.locator(".big")).not_to_have_text("0 Wh")
     expect(today).to_contain_text("CO₂e")
+    expect(card(page, "Carbon saved")).to_contain_text("No ended job has waited for cleaner power")
     split = page.locator("#busy-idle")
     expect(split).to_contain_text("busy (jobs)")
     expect(split).to_contain_text("idle")

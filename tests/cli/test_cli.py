@@ -64,6 +64,10 @@ def test_nodes_and_enrollment_token(live_server) -> None:  # type: ignore[no-unt
     assert json.loads(run(live_server.url, "nodes", "--json").stdout) == []
     summary = json.loads(run(live_server.url, "pool", "--json").stdout)
     assert summary["nodes_by_state"]["ONLINE"] == 0
+    assert summary["carbon_saved"] == {
+        "jobs": 0, "co2e_g": 0.0, "baseline_co2e_g": 0.0, "saved_g": 0.0, "saved_percent": None
+    }
+    assert "carbon saved: none yet" in run(live_server.url, "pool").stdout
     drained = run(live_server.url, "drain", "node_missing", check=False)
     assert drained.returncode == 3
 

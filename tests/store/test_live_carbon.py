@@ -61,3 +61,40 @@ def test_policy_suspension_requeues_without_using_an_attempt(db: Database) -> No
     with db.unit_of_work(write=False) as session:
         job = get_job(session, job_id)
         assert (job.state, job.attempt, job.carbon_suspensions) == ("QUEUED", 2, 1)
+
+
+class DirtierNow(DirtyNowCleanTonight):
+    """The same shape, dirtier: a later cycle's forecast must not move the baseline."""
+
+    def series(self, region: str, start: datetime, end: datetime) -> IntensitySeries:
+        base = super().series(region, start, end)
+        return IntensitySeries(
+            tuple(IntensityPoint(p.at, p.g_per_kwh * 1.5) for p in base.points), source="test"
+        )
+
+
+def test_a_deferred_job_keeps_the_intensity_of_its_first_deferral_as_baseline(
+    db: Database,
+) -> None:
+    deadline = datetime.now(UTC) + timedelta(hours=30)
+    with db.unit_of_work() as session:
+        online_node(session, cpus=4, region="GB")
+        flexible = submit_job(
+            session, job_spec(carbon="aware", deadline=deadline, max_runtime_s=3600), actor="t"
+        ).id
+        inflexible = submit_job(session, job_spec(), actor="t").id
+    loop = SchedulerLoop(
+        db, make_policy("fifo+carbon"), forecasts=ForecastCache(DirtyNowCleanTonight()).forecasts
+    )
+    loop.step()
+    with db.unit_of_work(write=False) as session:
+        assert get_job(session, flexible).carbon_baseline_g_per_kwh == 500.0  # 1 h at 500
+        assert get_job(session, inflexible).carbon_baseline_g_per_kwh is None
+    dirtier = ForecastCache(DirtierNow()).forecasts
+    loop.forecasts = dirtier
+    loop.step()  # the same scheduler again ...
+    SchedulerLoop(db, make_policy("fifo+carbon"), forecasts=dirtier).step()  # ... and a restart
+    with db.unit_of_work(write=False) as session:
+        job = get_job(session, flexible)
+        assert "cleaner power" in (job.pending_reason or "")
+        assert job.carbon_baseline_g_per_kwh == 500.0

@@ -138,6 +138,7 @@ const pool = {
           : h("p", {}, `from ${usage.power_nodes} node${usage.power_nodes === 1 ? "" : "s"} `,
             usage.power_estimated ? flag("estimated", "estimated",
               "from utilisation: no power counter on these nodes") : flag("measured", "measured"))),
+      carbonSavedCard(summary.carbon_saved),
       card("Energy today (jobs)", fmt.energy(usage.jobs_energy_j),
         h("p", {}, fmt.carbon(usage.jobs_co2e_g), " since ", timeEl(usage.since)),
         h("p", { class: "muted" }, "Idle energy is kept as lifetime totals only.")),
@@ -471,6 +472,18 @@ const job = {
   },
 };
 
+function carbonSavedCard(saved) {
+  if (!saved || !saved.jobs) {
+    return card("Carbon saved", "—", h("p", { class: "muted", id: "carbon-saved" },
+      "No ended job has waited for cleaner power yet (carbon: aware jobs with a deadline)."));
+  }
+  return card("Carbon saved", fmt.carbon(saved.saved_g),
+    h("p", { id: "carbon-saved" }, saved.saved_percent === null ? "" : `${fmt.num(saved.saved_percent)} % less, `,
+      `${saved.jobs} job${saved.jobs === 1 ? "" : "s"} waited for cleaner power`),
+    h("p", { class: "muted" }, `${fmt.carbon(saved.co2e_g)} emitted vs ${fmt.carbon(saved.baseline_co2e_g)} `,
+      "had they started when first deferred"));
+}
+
 function energySection(e) {
   const estimated = e.is_estimated
     ? flag(`estimated (${fmt.num(e.estimated_percent)} %)`, "estimated", e.method_summary)
@@ -481,6 +494,9 @@ function energySection(e) {
       h("p", {}, e.g_per_kwh ? `${fmt.sig(e.g_per_kwh)} g CO₂e/kWh` : "no intensity yet",
         e.intensity_fallback ? [" ", flag("fallback intensity", "estimated",
           "a yearly or world average stood in for the grid's figure")] : "")),
+    e.co2e_saved_g === null ? null : card("Carbon saved by waiting", fmt.carbon(e.co2e_saved_g),
+      h("p", {}, `vs ${fmt.carbon(e.baseline_co2e_g)} at ${fmt.sig(e.baseline_g_per_kwh)} g CO₂e/kWh `,
+        "when the carbon policy deferred it")),
     card("Energy per sample", e.j_per_sample ? `${fmt.sig(e.j_per_sample)} J` : "—",
       h("p", { class: "muted" }, e.samples_basis || "the job reports no samples")),
   );

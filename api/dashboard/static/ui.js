@@ -52,7 +52,7 @@ export const fmt = {
   },
   carbon(grams) {
     if (grams === null || grams === undefined) return "—";
-    return grams >= 1000 ? `${sig.format(grams / 1000)} kg CO₂e` : `${sig.format(grams)} g CO₂e`;
+    return Math.abs(grams) >= 1000 ? `${sig.format(grams / 1000)} kg CO₂e` : `${sig.format(grams)} g CO₂e`;
   },
   power: (w) => (w === null || w === undefined ? "—" : `${sig.format(w)} W`),
   duration(seconds) {
