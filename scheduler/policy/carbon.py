@@ -171,7 +171,7 @@ class CarbonPolicy:
         for run in snapshot.running:
             job = run.job
             region = region_of.get(run.workers[0].node_id) if run.workers else None
-            if (not is_flexible(job) or region not in fc
+            if (not is_flexible(job) or region not in fc or not job.preemptible
                     or job.carbon_suspensions >= self.max_suspensions):
                 continue
             review.append(now + self.review_s)

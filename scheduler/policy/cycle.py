@@ -132,7 +132,7 @@ class Cycle:
         released: list[RunningJobView] = []
         found = None
         for victim in victims:
-            if victim.job.id in self.preemptions:
+            if victim.job.id in self.preemptions or not victim.job.preemptible:
                 continue
             self.release(victim)
             released.append(victim)

@@ -45,7 +45,7 @@ class ElasticGrowth:
                 pool.take(pool.index_of[worker.node_id], worker.resources)
         for run in sorted(snapshot.running, key=lambda r: (r.started_at, r.job.id)):
             job = run.job
-            if len(run.workers) >= job.workers_max:
+            if len(run.workers) >= job.workers_max or not job.preemptible:
                 continue
             if snapshot.now - run.started_at < self.grow_after_s:
                 continue

@@ -124,6 +124,10 @@ class JobView:
     array_limit: int | None = None
     # What the job must wait for before it may start (``gates``); () for most jobs.
     dependencies: tuple[DependencyView, ...] = ()
+    # False for a job that cannot be stopped and resumed without harm (a service: stopping
+    # it takes its endpoint down). Policies never pick it as a preemption victim, nor
+    # suspend or regrow it; it runs until it ends or is cancelled.
+    preemptible: bool = True
 
     @property
     def min_demand(self) -> Resources:

@@ -42,6 +42,7 @@ _QUEUED_COLUMNS = (
     Job.workers_min, Job.workers_max, Job.gpu_type, Job.priority, Job.project, Job.owner,
     Job.submitted_at, Job.deadline_at, Job.label_selector, Job.max_runtime_s, Job.carbon,
     Job.carbon_suspensions, Job.array_id, Job.array_index, Job.array_limit, Job.pending_reason,
+    Job.kind,
 )
 
 
@@ -65,6 +66,7 @@ def job_view(job: Job | Row[Any], dependencies: tuple[DependencyView, ...] = ())
         array_index=job.array_index,
         array_limit=job.array_limit,
         dependencies=dependencies,
+        preemptible=job.kind != "service",  # see JobView.preemptible
     )
 
 

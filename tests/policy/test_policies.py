@@ -53,6 +53,20 @@ def test_las_preempts_long_running_job_for_new_one() -> None:
     assert [p.job_id for p in plan.preemptions] == ["old"]
 
 
+def test_no_policy_preempts_a_service() -> None:
+    """A service holds its allocation until stopped: LAS would demote it (it never ends)
+    and fair share would count it over-share, but stopping it takes its endpoint down."""
+    nodes = [node("a", 4, free_gpus=0)]
+    served = job("served", 4, project="a", attained_service_s=500 * 3600, preemptible=False)
+    queued = [job("new", 4, project="b", submitted_at=10)]
+    for name in ("las", "fair", "hetero"):
+        snap = snapshot(nodes, queued, running=(running(served, "a"),)).__class__(
+            10_000.0, tuple(nodes), tuple(queued), (running(served, "a"),)
+        )
+        plan = make_policy(name, grace_s=0) if name == "fair" else make_policy(name)
+        assert plan.plan(snap).preemptions == (), name
+
+
 def test_las_does_not_preempt_within_one_queue() -> None:
     peer = job("peer", 4, attained_service_s=600)
     snap = snapshot([node("a", 4, free_gpus=0)], [job("new", 4, submitted_at=10)],
