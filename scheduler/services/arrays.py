@@ -22,7 +22,12 @@ from ..spec import JobSpec
 from ..store.models import Allocation, Job, JobEvent, utcnow
 from ..store.transitions import transition_jobs
 from . import artifacts, audit
-from .dependencies import check_dependency_rows, record_dependencies, resolve_dependencies
+from .dependencies import (
+    check_dependency_rows,
+    record_dependencies,
+    resolve_dependencies,
+    submit_reason,
+)
 from .jobs import charge_project, job_columns, release_allocations_where, submitted_event
 
 PARAM_ENV_PREFIX = "COMMONPOOL_PARAM_"
@@ -77,7 +82,8 @@ def submit_array(
         "array_limit": limit,
         # The scheduler loads only the first `limit` waiting tasks of an array; the
         # others show this reason until their turn comes.
-        "pending_reason": f"array limit: at most {limit} at once" if limit else None,
+        "pending_reason": submit_reason(waits_for)
+        or (f"array limit: at most {limit} at once" if limit else None),
     }
     session.execute(
         insert(Job),

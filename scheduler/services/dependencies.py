@@ -18,6 +18,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from ..domain.errors import Invalid, NotFound
+from ..domain.states import JobState
+from ..policy.gates import decide_dependencies
+from ..policy.snapshot import DependencyView
 from ..spec import Dependency
 from ..store.models import Job, JobDependency
 
@@ -79,6 +82,17 @@ def check_dependency_rows(jobs: int, waits_for: Mapping[str, str]) -> None:
             "for the array)",
             field="after",
         )
+
+
+def submit_reason(waits_for: Mapping[str, str]) -> str | None:
+    """The pending reason a job waiting on `waits_for` starts with, in the `gates` layer's
+    words: the scheduler does not load a job while a dependency runs (see
+    `snapshot_source`), so this is what the job shows until its dependencies end."""
+    if not waits_for:
+        return None
+    pending = [DependencyView(c, JobState.QUEUED.value, j) for j, c in waits_for.items()]
+    verdict = decide_dependencies("", pending)
+    return verdict if isinstance(verdict, str) else None
 
 
 def record_dependencies(

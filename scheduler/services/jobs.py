@@ -25,7 +25,7 @@ from ..store.models import Allocation, Job, JobEvent, JobLogLine, JobMetric, Pro
 from ..store.transitions import transition_job
 from . import artifacts, audit
 from .accounts import DEFAULT_PROJECT, get_project
-from .dependencies import record_dependencies, resolve_dependencies
+from .dependencies import record_dependencies, resolve_dependencies, submit_reason
 from .pagination import Page
 
 MAX_LOG_LINE_CHARS = 10_000
@@ -59,7 +59,11 @@ def submit_job(
     inputs = artifacts.resolve_inputs(
         session, artifacts.Viewer(spec.owner or actor, visible_projects), spec, project_name
     )
-    job = Job(id=new_id("job"), **job_columns(spec, project_name, submitted_at=utcnow()))
+    job = Job(
+        id=new_id("job"),
+        **job_columns(spec, project_name, submitted_at=utcnow()),
+        pending_reason=submit_reason(waits_for),
+    )
     session.add(job)
     session.add(JobEvent(**submitted_event(job.id, actor)))
     session.flush()

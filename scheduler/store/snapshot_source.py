@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, String, func, select, type_coerce
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ..domain.states import JobState, NodeState
 from ..policy import (
@@ -73,6 +73,7 @@ def job_view(job: Job | Row[Any], dependencies: tuple[DependencyView, ...] = ())
 # A row's version for the cache: `updated_at` as the driver returns it (SQLite: text),
 # compared for equality only, so not parsed into a datetime per queued job per cycle.
 _VERSION = type_coerce(Job.updated_at, String).label("version")
+_ENDED = tuple(s.value for s in JobState if s.terminal)
 
 
 class QueueCache:
@@ -183,10 +184,24 @@ def load_snapshot(
         .where(waiting, Job.array_limit.is_not(None))
         .subquery()
     )
+    # A job with a dependency that has not ended cannot start whatever its condition (the
+    # gates would hold it): leaving it out keeps thousands of held jobs from filling the
+    # window ahead of runnable ones. Its reason stays the one written at submit.
+    dependency = aliased(Job)
+    held = (
+        select(JobDependency.job_id)
+        .join(dependency, dependency.id == JobDependency.depends_on)
+        .where(JobDependency.job_id == Job.id, dependency.state.not_in(_ENDED))
+        .exists()
+    )
     queue = session.execute(
         select(Job.id, _VERSION, Job.pending_reason)
         .outerjoin(rank, rank.c.id == Job.id)
-        .where(waiting, Job.array_limit.is_(None) | (rank.c.rank <= Job.array_limit))
+        .where(
+            waiting,
+            Job.array_limit.is_(None) | (rank.c.rank <= Job.array_limit),
+            ~held,
+        )
         .order_by(Job.priority.desc(), Job.submitted_at, Job.id)
         .limit(queue_limit)
     ).all()

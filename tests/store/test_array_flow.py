@@ -230,3 +230,29 @@ def test_a_big_throttled_array_does_not_hide_later_jobs_from_the_policy(db: Data
     assert [j.array_index for j in snapshot.queued if j.array_id] == [0, 1, 2]
     assert later in {j.id for j in snapshot.queued}
     assert reason == "array limit: at most 3 at once"  # what the unloaded tasks show
+
+
+def test_jobs_held_by_a_running_dependency_do_not_hide_later_jobs(db: Database) -> None:
+    with db.unit_of_work() as session:
+        online_node(session, cpus=1)
+        first = submit_job(session, command(name="prep"), actor="t").id
+        array_id = submit_array(
+            session, command(array="0-49", after=[{"job": first}]), actor="t"
+        ).id
+        single = submit_job(session, command(after=[{"job": first, "type": "any"}]), actor="t").id
+        later = submit_job(session, command(name="later"), actor="t").id
+    runner = ScriptedRunner()
+    loop = pool(db, runner)
+    assert loop.step().placed == (first,)  # running: its dependants are not loaded
+    with db.unit_of_work(write=False) as session:
+        snapshot = load_snapshot(session, now=2e9, queue_limit=10)
+        reasons = set(session.scalars(select(Job.pending_reason).where(Job.array_id == array_id)))
+        assert get_job(session, single).pending_reason == f"waiting for job {first} to end"
+    assert [j.id for j in snapshot.queued] == [later]
+    assert reasons == {f"waiting for job {first} to succeed"}  # written at submit
+    runner.end(first)
+    placed = set(loop.step().placed)
+    with db.unit_of_work(write=False) as session:
+        loaded = {j.id for j in load_snapshot(session, now=2e9, queue_limit=100).queued}
+        tasks = set(session.scalars(select(Job.id).where(Job.array_id == array_id)))
+    assert placed and tasks | {single} == (placed | loaded) - {later}  # dependency ended
