@@ -227,6 +227,7 @@ ADDED_DEFAULTS: dict[str, dict[str, Any]] = {
         "array_index": None,
         "array_limit": None,
         "publish": None,
+        "carbon_baseline_g_per_kwh": None,
     },
     "users": {"is_admin": False},
     "projects": {
