@@ -90,6 +90,7 @@ class RayJobsRunner:
         # Command runs' refs -> the Ray node their output is on (None: not started yet).
         self._command_nodes: dict[str, str | None] = {}
         self._ddp_refs: set[str] = set()
+        self._service_refs: set[str] = set()
 
     @staticmethod
     def ref_for(request: LaunchRequest) -> str:
@@ -99,7 +100,9 @@ class RayJobsRunner:
         ref = self.ref_for(request)
         if self._exists(ref):  # a previous scheduler launched it before crashing: adopt it
             return ref
-        metadata = {"commonpool_job": request.job_id, "attempt": str(request.attempt)}
+        metadata = {
+            "commonpool_job": request.job_id, "attempt": str(request.attempt), "kind": request.kind,
+        }
         if request.kind == "command":
             self._submit_command(request, ref, metadata)
             return ref
@@ -150,7 +153,7 @@ class RayJobsRunner:
             entrypoint_num_gpus=worker.gpus or None,
             entrypoint_memory=worker.memory_bytes or None,
             entrypoint_label_selector={NODE_LABEL: worker.node_id},
-            metadata={**metadata, "kind": "command"},
+            metadata=metadata,
         )
 
     def _exists(self, ref: str) -> bool:
@@ -176,10 +179,18 @@ class RayJobsRunner:
         return RunReport(status, message)
 
     def _remember_kind(self, ref: str, info: Any) -> None:
-        if (info.metadata or {}).get("kind") == "command":
+        kind = (info.metadata or {}).get("kind")
+        if kind == "command":
             self._command_nodes[ref] = info.driver_node_id
         else:
             self._ddp_refs.add(ref)
+            if kind == "service":
+                self._service_refs.add(ref)
+
+    def service_of(self, ref: str) -> str | None:
+        """The Serve application a service run deployed (its job id), if `ref` is one
+        (known once polled); None for other runs."""
+        return ref.rsplit("-a", 1)[0] if ref in self._service_refs else None
 
     def _failure_text(self, ref: str, headline: str, message: str) -> str:
         """A headline plus the last lines of output: the traceback (or, for a command,
@@ -256,16 +267,18 @@ class RayJobsRunner:
         return set()  # ends are found by polling
 
     def forget(self, ref: str) -> None:
-        """Nothing to drop: Ray keeps (and expires) its own job records."""
+        """Ray keeps (and expires) its own job records; only our notes of the run go."""
+        self._log_offsets.pop(ref, None)
+        self._command_nodes.pop(ref, None)
+        self._ddp_refs.discard(ref)
+        self._service_refs.discard(ref)
 
     def stop(self, ref: str) -> None:
         try:
             self.client.stop_job(ref)
         except RuntimeError:
             pass  # already gone
-        self._log_offsets.pop(ref, None)
-        self._command_nodes.pop(ref, None)
-        self._ddp_refs.discard(ref)
+        self.forget(ref)
 
 
 Storage = Path | str  # a folder every node mounts, or an object store URI (s3://, gs://...)

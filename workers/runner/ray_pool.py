@@ -205,14 +205,35 @@ class RayPoolRunner:
         self._forget(ref)
 
     def forget(self, ref: str) -> None:
-        """The registry holds the run's end and output: drop the executor's record."""
+        """The registry holds the run's end and output: drop the executor's record; for a
+        service, make sure its Serve application is gone (`_delete_application`)."""
         node = self._node_of(ref)
         if node is None:
+            application = self.jobs.service_of(ref)
+            self.jobs.forget(ref)
+            if application is not None:
+                self._delete_application(application)
             return
         executor = self._executor(node, create=False)
         if executor is not None:
             executor.forget.remote([ref])  # no reply needed
         self._forget(ref)
+
+    def _delete_application(self, name: str) -> None:
+        """Delete a service's Serve application after its run ended. Its driver deletes it
+        when stopped (SIGTERM); a driver that crashed or was killed could not, and the
+        replicas would keep serving (and holding their nodes' CPUs) with no job behind
+        them. Deleting an application that is already gone does nothing."""
+        if not self._connect():
+            log.warning("service.cleanup_skipped", application=name,
+                        reason="not connected to the cluster as a driver")
+            return
+        try:
+            from ray import serve
+
+            serve.delete(name, _blocking=False)
+        except Exception as exc:
+            log.warning("service.cleanup_failed", application=name, error=str(exc))
 
     def live_nodes(self) -> set[str] | None:
         return self.jobs.live_nodes()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -94,3 +96,39 @@ def test_serve_two_replicas_answer_1000_requests_like_the_model_then_stop(
     while httpx.post(direct, json={"inputs": [rows[0].tolist()]}).status_code != 404:
         assert time.monotonic() < deadline, "the Serve application outlived its service"
         time.sleep(1)
+
+
+def test_a_killed_service_driver_fails_the_job_and_its_application_is_deleted(
+    pool: LocalPool, client: Client, tmp_path: Path
+) -> None:
+    """SIGKILL leaves the driver no chance to delete its Serve application: the scheduler
+    does it once it has recorded the job's end, so no replica serves for a dead job."""
+    from ray.job_submission import JobSubmissionClient
+
+    (tmp_path / "ckpt").mkdir()
+    torch.save({"model": quick_model().state_dict()}, tmp_path / "ckpt" / "model.pt")
+    artifact = client.upload_artifact(tmp_path / "ckpt", "digits-orphan", kind="model")
+    job = client.submit_job(JobSpec.model_validate({
+        "name": "digits-orphan", "kind": "service", "workers": 1, "resources": {"cpus": 1},
+        "service": {"model": artifact.ref, "builder": BUILDER},
+    }))  # fmt: skip
+    _wait_running(client, job.id)
+    direct = f"{pool.settings.ray_serve_url}/{job.id}"
+    row = {"inputs": [[0.0] * 64]}
+    assert httpx.post(direct, json=row, timeout=60).status_code == 200
+    ray_jobs = JobSubmissionClient(
+        pool.settings.ray_dashboard_url,
+        headers={"Authorization": f"Bearer {pool.settings.ray_auth_token}"},
+    )
+    driver = ray_jobs.get_job_info(f"{job.id}-a1").driver_info
+    assert driver is not None
+    os.kill(int(driver.pid), signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while (state := client.get_job(job.id).state) == "RUNNING":
+        assert time.monotonic() < deadline, "the killed driver's job never ended"
+        time.sleep(1)
+    assert state == "FAILED"
+    while httpx.post(direct, json=row, timeout=60).status_code != 404:
+        assert time.monotonic() < deadline, "the Serve application outlived its killed driver"
+        time.sleep(1)
+    assert all(a.released_at is not None for a in client.job_allocations(job.id))
