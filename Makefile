@@ -58,12 +58,15 @@ browser:
 	fi
 
 # PostgreSQL tests run when the local server answers; pytest's exit 5 (no tests) fails.
+# Two pytest-xdist workers: the tests that start Ray run in order on one of them, the
+# other modules beside (tests/conftest.py, `pytest_xdist_make_scheduler`).
+PYTEST_WORKERS ?= -n 2
 test: $(TEST_STAMP) lint browser
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('host=127.0.0.1 port=5432 dbname=test user=postgres', connect_timeout=3).close()" 2>/dev/null; then \
 		echo "PostgreSQL answers: PostgreSQL tests enabled"; \
 		export COMMONPOOL_TEST_POSTGRES_URL="$(PG_URL)"; \
 	else echo "PostgreSQL not reachable: PostgreSQL tests will skip"; fi; \
-	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 clean:

@@ -32,6 +32,48 @@ PG_ENV = "COMMONPOOL_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.pg)]
 
 
+# Where the tests that start a Ray cluster live (the collection hook below checks that
+# every test with the `ray` marker is here).
+RAY_PATHS = (
+    "tests/integration/",
+    "tests/browser/",
+    "tests/multihost/",
+    "tests/cli/test_demo.py",
+    "tests/chaos/test_scheduler_sigkill_ray.py",
+)
+
+
+def _starts_ray(nodeid: str) -> bool:
+    return nodeid.partition("::")[0].startswith(RAY_PATHS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test with the `ray` marker lives under `RAY_PATHS`: the scheduler below
+    routes by path (it sees node ids, not markers). Unmarked tests there go along."""
+    for item in items:
+        if item.get_closest_marker("ray") is not None and not _starts_ray(item.nodeid):
+            raise pytest.UsageError(
+                f"{item.nodeid} starts Ray (marker `ray`) outside tests/conftest.py's "
+                "RAY_PATHS: add its module there"
+            )
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """`make test` runs two pytest-xdist workers (`-n 2`). Every test that starts a Ray
+    cluster goes to one of them, in collection order: they share package-scoped pools,
+    keep both cores busy, and two pools started at once could race for the same free
+    ports. Every other module is a unit the other worker (or this one, once idle) takes.
+    (xdist's `loadgroup` would do this by marker, but its node-id suffix is lost with
+    this pytest version.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class RayOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "ray" if _starts_ray(nodeid) else nodeid.partition("::")[0]
+
+    return RayOnOneWorker(config, log)
+
+
 def postgres_url() -> str | None:
     return os.environ.get(PG_ENV) or None
 
