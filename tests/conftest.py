@@ -58,6 +58,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             )
 
 
+@pytest.hookimpl(optionalhook=True)  # a plain `pytest` without xdist still runs
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     """`make test` runs two pytest-xdist workers (`-n 2`). Every test that starts a Ray
     cluster goes to one of them, in collection order: they share package-scoped pools,
