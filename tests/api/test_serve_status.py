@@ -7,15 +7,14 @@ integration test); it counts the calls so the cache's effect is measurable.
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from commonpool.api.serve_status import NOT_DEPLOYED, UNKNOWN, ApplicationStatus, ServeStatus
+from tests.loopback import reply_json, serving
 
 APPLICATIONS = {
     "job-a": {
@@ -36,12 +35,8 @@ class _Dashboard(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         type(self).calls += 1
         type(self).authorization.append(self.headers.get("Authorization"))
-        body = json.dumps({"applications": APPLICATIONS}).encode()
-        self.send_response(200 if self.path == "/api/serve/applications/" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        found = self.path == "/api/serve/applications/"
+        reply_json(self, {"applications": APPLICATIONS}, 200 if found else 404)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -51,12 +46,8 @@ class _Dashboard(BaseHTTPRequestHandler):
 def dashboard() -> Iterator[str]:
     _Dashboard.calls = 0
     _Dashboard.authorization = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Dashboard)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with serving(_Dashboard) as url:
+        yield url
 
 
 def test_counts_running_replicas_and_names_missing_applications(dashboard: str) -> None:

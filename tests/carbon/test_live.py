@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -18,6 +16,7 @@ from commonpool.scheduler.carbon import (
     YearlyAverageProvider,
     default_chain,
 )
+from tests.loopback import reply_json, serving
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -51,12 +50,7 @@ class FakeIntensityApi(BaseHTTPRequestHandler):
         if zone != "DE" or endpoint not in PAYLOADS:
             self.send_error(500 if zone == "BROKEN" else 404)
             return
-        body = json.dumps(PAYLOADS[endpoint]).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply_json(self, PAYLOADS[endpoint])
 
     def log_message(self, *args: object) -> None:
         pass
@@ -65,12 +59,8 @@ class FakeIntensityApi(BaseHTTPRequestHandler):
 @pytest.fixture
 def api() -> Iterator[str]:
     FakeIntensityApi.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeIntensityApi)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v3/"
-    server.shutdown()
-    server.server_close()
+    with serving(FakeIntensityApi, "/v3/") as url:
+        yield url
 
 
 class Clock:

@@ -32,14 +32,19 @@ class DirtyNowCleanTonight:
         raise NotImplementedError
 
 
-def test_flexible_job_waits_for_cleaner_power_inflexible_runs(db: Database) -> None:
+def flexible_and_inflexible(db: Database) -> tuple[str, str]:
+    """On one GB node: a 1 h carbon-aware job due in 30 h, and a job without carbon terms."""
     deadline = datetime.now(UTC) + timedelta(hours=30)
     with db.unit_of_work() as session:
         online_node(session, cpus=4, region="GB")
         flexible = submit_job(
             session, job_spec(carbon="aware", deadline=deadline, max_runtime_s=3600), actor="t"
         ).id
-        urgent = submit_job(session, job_spec(), actor="t").id
+        return flexible, submit_job(session, job_spec(), actor="t").id
+
+
+def test_flexible_job_waits_for_cleaner_power_inflexible_runs(db: Database) -> None:
+    flexible, urgent = flexible_and_inflexible(db)
     cache = ForecastCache(DirtyNowCleanTonight())
     loop = SchedulerLoop(db, make_policy("fifo+carbon"), forecasts=cache.forecasts)
     report = loop.step()
@@ -76,13 +81,7 @@ class DirtierNow(DirtyNowCleanTonight):
 def test_a_deferred_job_keeps_the_intensity_of_its_first_deferral_as_baseline(
     db: Database,
 ) -> None:
-    deadline = datetime.now(UTC) + timedelta(hours=30)
-    with db.unit_of_work() as session:
-        online_node(session, cpus=4, region="GB")
-        flexible = submit_job(
-            session, job_spec(carbon="aware", deadline=deadline, max_runtime_s=3600), actor="t"
-        ).id
-        inflexible = submit_job(session, job_spec(), actor="t").id
+    flexible, inflexible = flexible_and_inflexible(db)
     loop = SchedulerLoop(
         db, make_policy("fifo+carbon"), forecasts=ForecastCache(DirtyNowCleanTonight()).forecasts
     )
