@@ -83,6 +83,11 @@ def run_ref(job_id: str, attempt: int) -> str:
     return f"{job_id}-a{attempt}"
 
 
+def job_of_ref(ref: str) -> str:
+    """The job id a run ref (`run_ref`, maybe suffixed `@<where>`) names."""
+    return ref.partition("@")[0].rsplit("-a", 1)[0]
+
+
 def is_run_of(ref: str, job_id: str, attempt: int) -> bool:
     """Whether `ref` names this job attempt's run (a runner may suffix `@<where>`)."""
     return ref.partition("@")[0] == run_ref(job_id, attempt)

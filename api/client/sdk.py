@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from commonpool.scheduler.domain.states import JobState
+from commonpool.scheduler.domain.states import ENDED_VALUES, JobState
 
 from ..schemas import (
     AllocationRead,
@@ -290,7 +290,7 @@ class Client:
         self, array_id: str, *, timeout_s: float = 86400, poll_s: float = 2.0
     ) -> ArrayRead:
         """Poll until every task is final (or raise TimeoutError)."""
-        final = {s.value for s in JobState if s.terminal}
+        final = set(ENDED_VALUES)
         return _poll_until(
             lambda: self.get_array(array_id),
             lambda array: set(array.by_state) <= final,

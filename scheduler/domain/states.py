@@ -31,6 +31,8 @@ class JobState(StrEnum):
 
 
 _JOB_TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+# The final states' column values, for SQL filters (`Job.state.in_(ENDED_VALUES)`).
+ENDED_VALUES = tuple(sorted(s.value for s in _JOB_TERMINAL))
 
 
 class NodeState(StrEnum):

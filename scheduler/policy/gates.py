@@ -24,12 +24,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from ..domain.states import JobState
+from ..domain.states import ENDED_VALUES
 from .base import Policy
 from .plan import Cancellation, Plan
 from .snapshot import ClusterSnapshot, DependencyView, JobView, RunningJobView
 
-_FINAL = frozenset(s.value for s in JobState if s.terminal)
+_FINAL = frozenset(ENDED_VALUES)
 # condition -> (states that satisfy it, states that rule it out for good)
 _OUTCOMES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "ok": (frozenset({"SUCCEEDED"}), frozenset({"FAILED", "CANCELLED"})),

@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..domain.states import JobState
+from ..domain.states import ENDED_VALUES
 from ..store.models import Job, JobEnergyPart
 from .energy import J_PER_KWH
-
-ENDED = tuple(s.value for s in JobState if s.terminal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +58,6 @@ def carbon_saved(session: Session) -> CarbonSaved:
             ),
         )
         .join(JobEnergyPart, JobEnergyPart.job_id == Job.id)
-        .where(Job.carbon_baseline_g_per_kwh.is_not(None), Job.state.in_(ENDED))
+        .where(Job.carbon_baseline_g_per_kwh.is_not(None), Job.state.in_(ENDED_VALUES))
     ).one()
     return CarbonSaved(int(row[0]), float(row[1]), float(row[2]) / J_PER_KWH)

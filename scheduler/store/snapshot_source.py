@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Row, String, func, select, type_coerce
 from sqlalchemy.orm import Session, aliased
 
-from ..domain.states import JobState, NodeState
+from ..domain.states import ENDED_VALUES, JobState, NodeState
 from ..policy import (
     ClusterSnapshot,
     DependencyView,
@@ -73,7 +73,6 @@ def job_view(job: Job | Row[Any], dependencies: tuple[DependencyView, ...] = ())
 # A row's version for the cache: `updated_at` as the driver returns it (SQLite: text),
 # compared for equality only, so not parsed into a datetime per queued job per cycle.
 _VERSION = type_coerce(Job.updated_at, String).label("version")
-_ENDED = tuple(s.value for s in JobState if s.terminal)
 
 
 class QueueCache:
@@ -191,7 +190,7 @@ def load_snapshot(
     held = (
         select(JobDependency.job_id)
         .join(dependency, dependency.id == JobDependency.depends_on)
-        .where(JobDependency.job_id == Job.id, dependency.state.not_in(_ENDED))
+        .where(JobDependency.job_id == Job.id, dependency.state.not_in(ENDED_VALUES))
         .exists()
     )
     queue = session.execute(

@@ -8,11 +8,13 @@ import pytest
 
 from commonpool.scheduler.domain.errors import InvalidTransition, NotFound
 from commonpool.scheduler.domain.states import (
+    ENDED_VALUES,
     JOB_TRANSITIONS,
     NODE_TRANSITIONS,
     JobState,
     NodeState,
 )
+from commonpool.scheduler.ports import is_run_of, job_of_ref, run_ref
 from commonpool.scheduler.services.jobs import list_events, submit_job
 from commonpool.scheduler.store.models import Job
 from commonpool.scheduler.store.transitions import transition_job
@@ -25,6 +27,15 @@ def test_every_state_has_a_row_and_terminal_states_are_dead_ends() -> None:
     assert set(NODE_TRANSITIONS) == set(NodeState)
     for state, targets in JOB_TRANSITIONS.items():
         assert (not targets) == state.terminal
+    assert set(ENDED_VALUES) == {s.value for s in JobState if s.terminal}
+
+
+@pytest.mark.parametrize("suffix", ["", "@node-7"])
+def test_a_run_ref_names_its_job_and_attempt(suffix: str) -> None:
+    ref = run_ref("job-a1b2-a3", 12) + suffix  # a job id may itself contain "-a"
+    assert job_of_ref(ref) == "job-a1b2-a3"
+    assert is_run_of(ref, "job-a1b2-a3", 12)
+    assert not is_run_of(ref, "job-a1b2-a3", 1)
 
 
 def test_cancel_is_allowed_from_every_non_final_state() -> None:

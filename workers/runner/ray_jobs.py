@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, run_ref
+from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, job_of_ref, run_ref
 from commonpool.workers.ray_node import NODE_LABEL
 from commonpool.workers.runner import launch_spec
 from commonpool.workers.serving.driver import ENV_SERVE_HOST, ENV_SERVE_PORT
@@ -190,7 +190,7 @@ class RayJobsRunner:
     def service_of(self, ref: str) -> str | None:
         """The Serve application a service run deployed (its job id), if `ref` is one
         (known once polled); None for other runs."""
-        return ref.rsplit("-a", 1)[0] if ref in self._service_refs else None
+        return job_of_ref(ref) if ref in self._service_refs else None
 
     def _failure_text(self, ref: str, headline: str, message: str) -> str:
         """A headline plus the last lines of output: the traceback (or, for a command,
