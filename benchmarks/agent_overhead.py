@@ -35,7 +35,6 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from commonpool.api.client.sdk import Client
 from commonpool.api.local_pool import LocalPool
 from commonpool.scheduler.spec import JobSpec
 from commonpool.workers.agent.energy import EnergyRecorder, JobProcesses
@@ -92,7 +91,7 @@ def run(seconds: float, with_job: bool) -> dict[str, object]:
         time.sleep(5.0)  # past start-up (imports, enrolment, Ray join)
         phases.append(measure(pid, "idle", seconds))
         if with_job:
-            with Client(pool.url) as client:
+            with pool.client() as client:
                 spec = JobSpec(
                     name="overhead",
                     entrypoint="commonpool.workers.examples.digits_mlp:train",

@@ -28,7 +28,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from commonpool.api.client.sdk import Client
 from commonpool.api.local_pool import LocalPool
 from commonpool.scheduler.spec import JobSpec
 
@@ -39,7 +38,7 @@ EPOCH_LINE = re.compile(r"samples/s (\d+)")
 def through_pool(config: dict[str, int]) -> tuple[list[float], list[float]]:
     """The pool job's epochs, and torchrun's while the (then idle) pool still runs."""
     with tempfile.TemporaryDirectory(prefix="cp-ddp-") as work, \
-            LocalPool(Path(work), agents=2, log=io.StringIO()) as pool, Client(pool.url) as client:
+            LocalPool(Path(work), agents=2, log=io.StringIO()) as pool, pool.client() as client:
         job = client.submit_job(JobSpec(
             name="ddp-throughput", entrypoint=f"commonpool.workers.examples.{EXAMPLE}:train",
             workers=2, args=config))

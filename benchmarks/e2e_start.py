@@ -99,7 +99,7 @@ def main() -> None:
     console = Console()
     try:
         with LocalPool(work / "pool", agents=2, log=io.StringIO()) as pool, \
-                Client(pool.url) as client:
+                pool.client() as client:
             for i in range(args.runs):
                 for side in ("direct", "pool") if i % 2 == 0 else ("pool", "direct"):
                     stamp = work / f"{side}-{i}.stamp"
