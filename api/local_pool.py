@@ -71,6 +71,7 @@ class LocalPool:
         job_user: str | None = None,
         host: str = "127.0.0.1",
         run_scheduler: bool = True,
+        ddp_start: str | None = None,
     ) -> None:
         """`token_file` is where the pool's admin token is kept (default: in `state_dir`).
 
@@ -78,9 +79,11 @@ class LocalPool:
         by default; a private address when agents on other hosts join.
         `run_scheduler=False` leaves scheduling to a separate `commonpool scheduler`
         process (see `scheduler_env`), e.g. to crash-test it.
+        `ddp_start`: the `ddp_start` setting (None: from COMMONPOOL_DDP_START, else trainer).
         """
         self.host = host
         self.run_scheduler = run_scheduler
+        self.ddp_start = ddp_start
         self.state_dir = state_dir
         self.token_file = token_file or state_dir / "admin-token"
         self.admin_token = ""
@@ -151,6 +154,7 @@ class LocalPool:
             ray_auth_token_file=token_file,
             scheduler_interval_s=0.5,
             policy=self.policy,
+            **({"ddp_start": self.ddp_start} if self.ddp_start else {}),
         )
         upgrade(settings.resolved_database_url)
         self.settings = settings

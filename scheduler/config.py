@@ -89,6 +89,14 @@ class Settings(BaseSettings):
         "(one process per job on the scheduler's machine, for tests and small single-machine "
         "pools, not DDP); `local-sleep` (simulator-style jobs that only sleep, for chaos tests).",
     )
+    ddp_start: Literal["trainer", "warm"] = Field(
+        default="trainer",
+        description="How ddp jobs start on a Ray pool: `trainer` (a Ray Jobs driver runs Ray "
+        "Train's TorchTrainer: ~10 s to the first step here) or `warm` (a torch job that ships "
+        "no working_dir, inputs or model to publish starts one process per rank on the warm "
+        "executors of its nodes, torchrun-style, without Ray Train: ~1-2 s; its checkpoints "
+        "are kept in the checkpoint storage folder, not an object store URI).",
+    )
     runs_dir: Path | None = Field(
         default=None,
         description="Run records of the local runners; empty means <state_dir>/runs.",

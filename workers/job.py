@@ -1,8 +1,10 @@
 """The helper API for job code running inside a pool job.
 
 A training loop calls `report()` once per epoch (or step) on every worker:
-the metrics go to Ray Train (which keeps checkpoints and drives the run)
-and, from rank 0, to the pool's API, so progress shows in `commonpool logs
+the metrics go to Ray Train (which keeps checkpoints and drives the run) or,
+in a warm-started job (no Ray Train, see `runner/warm_ddp.py`), the pool
+keeps the checkpoint in the job's checkpoint folder; and, from rank 0, the
+metrics go to the pool's API, so progress shows in `commonpool logs
 -f`, `commonpool job ID` and the dashboard. Reporting to the API is best
 effort with a short timeout: an unreachable server never fails training.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 import urllib.error
 import urllib.request
@@ -33,6 +36,11 @@ ENV_ATTEMPT = "COMMONPOOL_JOB_ATTEMPT"
 ENV_TOKEN = "COMMONPOOL_JOB_TOKEN"
 ENV_CA_PEM = "COMMONPOOL_CA_PEM"  # the pool's CA (PEM text) when its API uses a private CA
 ENV_INPUTS = "COMMONPOOL_INPUTS"  # the staged artifacts of this worker (JSON, set by the runner)
+# Set on the ranks of a warm-started job (no Ray Train): the worker's node, and where the
+# pool keeps the job's checkpoints (a path every rank's node sees).
+ENV_NODE_ID = "COMMONPOOL_NODE_ID"
+ENV_CHECKPOINT_DIR = "COMMONPOOL_CHECKPOINT_DIR"
+CHECKPOINT_PREFIX = "checkpoint_"
 REPORT_TIMEOUT_S = 5.0
 
 
@@ -47,21 +55,19 @@ class JobContext:
 
 
 def context() -> JobContext:
-    """Who and where this worker is: under Ray Train, under torchrun (RANK/WORLD_SIZE), or alone."""
+    """Who and where this worker is: under Ray Train, warm-started or under torchrun
+    (RANK/WORLD_SIZE), or alone."""
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    node_label = None
-    try:
+    node_label = os.environ.get(ENV_NODE_ID)
+    if under_ray_train():
+        import ray
         import ray.train
 
         ctx = ray.train.get_context()
         rank, world, local = ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank()
-        import ray
-
         node_label = ray.get_runtime_context().get_node_labels().get("commonpool/node")
-    except Exception:  # not inside a Ray Train worker: torchrun or a plain local run
-        pass
     return JobContext(
         job_id=os.environ.get(ENV_JOB_ID),
         attempt=int(os.environ.get(ENV_ATTEMPT, "1")),
@@ -72,27 +78,60 @@ def context() -> JobContext:
     )
 
 
+def under_ray_train() -> bool:
+    """Whether this process is a Ray Train worker. A warm-started rank answers without
+    importing Ray (a second of start-up it does not need)."""
+    if os.environ.get(ENV_CHECKPOINT_DIR):
+        return False
+    try:
+        import ray.train
+
+        ray.train.get_context()
+    except Exception:  # torchrun or a plain local run
+        return False
+    return True
+
+
 def report(
     metrics: dict[str, float], *, step: int, checkpoint_dir: str | Path | None = None
 ) -> None:
     """Report metrics (all ranks must call it, as Ray Train requires) and an optional checkpoint."""
     clean = {k: float(v) for k, v in metrics.items()}
-    _report_to_ray(clean, step, checkpoint_dir)
+    if under_ray_train():
+        _report_to_ray(clean, step, checkpoint_dir)
+    elif checkpoint_dir and os.environ.get(ENV_CHECKPOINT_DIR):
+        _keep_checkpoint(Path(checkpoint_dir), Path(os.environ[ENV_CHECKPOINT_DIR]), step)
     if context().rank == 0:
         post_metrics(clean, step)
 
 
 def latest_checkpoint_dir() -> str | None:
     """The directory of the checkpoint to resume from, if this attempt has one."""
-    try:
-        import ray.train
-
-        checkpoint = ray.train.get_checkpoint()
-    except Exception:
+    kept = os.environ.get(ENV_CHECKPOINT_DIR)
+    if kept:
+        found = sorted(Path(kept).glob(f"{CHECKPOINT_PREFIX}*")) if Path(kept).is_dir() else []
+        return str(found[-1]) if found else None
+    if not under_ray_train():
         return None
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         return None
     return checkpoint.to_directory()
+
+
+def _keep_checkpoint(source: Path, kept: Path, step: int) -> None:
+    """A warm-started job's checkpoint, copied where a later attempt finds it. Copied
+    aside and renamed into place, so a crash mid-copy never leaves a half checkpoint
+    that `latest_checkpoint_dir` would pick."""
+    kept.mkdir(parents=True, exist_ok=True)
+    target = kept / f"{CHECKPOINT_PREFIX}{step:06d}"
+    partial = kept / f".partial-{target.name}-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
 
 
 def input_dir(name: str) -> Path:
@@ -115,13 +154,9 @@ def _staged() -> dict:
 
 
 def _report_to_ray(metrics: dict[str, float], step: int, checkpoint_dir: str | Path | None) -> None:
-    try:
-        import ray.train
-        from ray.train import Checkpoint
+    import ray.train
+    from ray.train import Checkpoint
 
-        ray.train.get_context()
-    except Exception:
-        return
     checkpoint = Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
     ray.train.report({**metrics, "step": step}, checkpoint=checkpoint)
 

@@ -281,7 +281,8 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     pending_reason: Mapped[str | None] = mapped_column(String(500))
     exit_reason: Mapped[str | None] = mapped_column(Text)
-    runner_ref: Mapped[str | None] = mapped_column(String(200))
+    # The runner's name of the run; a warm-started ddp run's names every rank's node.
+    runner_ref: Mapped[str | None] = mapped_column(Text)
     checkpoint_uri: Mapped[str | None] = mapped_column(String(1000))
     # Publish the final checkpoint as a new version of this model artifact on success.
     publish: Mapped[str | None] = mapped_column(String(100))

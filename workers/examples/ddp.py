@@ -17,16 +17,14 @@ CHECKPOINT_FILE = "model.pt"
 
 
 def prepare(model: nn.Module) -> nn.Module:
-    """DDP-wrap under Ray Train or torchrun (gloo on CPU, NCCL on GPU); alone, unchanged."""
+    """DDP-wrap under Ray Train, warm-started or under torchrun (gloo on CPU, NCCL on GPU);
+    alone, unchanged."""
     if job.context().world_size == 1:
         return model
-    try:
-        import ray.train
-        import ray.train.torch
-
-        ray.train.get_context()
-    except Exception:  # torchrun: the process group is already initialised
+    if not job.under_ray_train():  # the process group is already initialised
         return nn.parallel.DistributedDataParallel(model)
+    import ray.train.torch
+
     return ray.train.torch.prepare_model(model)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -80,6 +81,16 @@ class CommandExecutor:
 
     def ping(self) -> str:
         return self.node_id
+
+    def rendezvous(self) -> tuple[str, int]:
+        """This node's address and a port free on it now: where rank 0 of a warm-started
+        ddp job (`warm_ddp`) listens for its peers (torch's TCPStore binds it at once)."""
+        import ray
+
+        host = ray.util.get_node_ip_address()
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            return host, sock.getsockname()[1]
 
     def start(
         self,

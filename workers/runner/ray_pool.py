@@ -1,14 +1,19 @@
-"""The pool's `Runner` on Ray: commands on warm per-node executors, the rest as Ray Jobs.
+"""The pool's `Runner` on Ray: warm runs on per-node executors, the rest as Ray Jobs.
 
 A command job that ships nothing (no `working_dir`) starts through the
 `CommandExecutor` actor of its node (see `executor.py`): one actor call,
-no Ray job, no runtime_env. ddp jobs, and commands that ship a working
-directory (Ray's runtime_env does the shipping), stay Ray Jobs
-(`ray_jobs.RayJobsRunner`).
+no Ray job, no runtime_env. In a pool that starts ddp jobs warm
+(`ddp_start = "warm"`), a torch ddp job that ships nothing either (no
+`working_dir`, no artifact inputs, no model to publish) starts the same
+way, one process per rank (`warm_ddp.py`), without Ray Train. Everything
+else is a Ray Job (`ray_jobs.RayJobsRunner`): Ray Train's TorchTrainer for
+ddp, runtime_env shipping a working directory.
 
-Refs: a warm run's ref is `<job id>-a<attempt>@<node id>`, so any scheduler
-process finds the executor that holds it from the ref alone; Ray Job refs
-never contain `@`.
+Refs: a warm command's ref is `<job id>-a<attempt>@<node id>` and a warm ddp
+run's `<job id>-a<attempt>@ddp:<node of rank 0>,<node of rank 1>,...` (each
+rank's executor knows it as `<ref>#<rank>`), so any scheduler process finds
+the executors that hold a run from its ref alone; Ray Job refs never contain
+`@`.
 
 Events: for each warm run this process keeps one pending `wait` call, whose
 completion calls `on_run_end` (the scheduler loop's `wake`): a command's end
@@ -23,6 +28,7 @@ cannot connect, commands go through Ray Jobs instead, and the reason is logged.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -36,11 +42,14 @@ from commonpool.scheduler.ports import (
     RunnerUnavailable,
     RunReport,
     RunStatus,
+    WorkerPlacement,
     run_ref,
 )
+from commonpool.workers.job import ENV_CHECKPOINT_DIR, ENV_NODE_ID
 from commonpool.workers.ray_node import NODE_LABEL, auth_env
+from commonpool.workers.runner import launch_spec
 from commonpool.workers.runner.executor import READ_MAX_BYTES, CommandExecutor, RunEnd
-from commonpool.workers.runner.ray_jobs import RayJobsRunner, Storage, command_failure
+from commonpool.workers.runner.ray_jobs import RayJobsRunner, Storage, command_failure, is_uri
 
 NAMESPACE = "commonpool"
 # An executor serves its control calls (start, read, stop) on a few threads and the
@@ -50,6 +59,7 @@ NAMESPACE = "commonpool"
 EXECUTOR_CALL_THREADS = 8
 EXECUTOR_WAIT_THREADS = 512
 CALL_TIMEOUT_S = 60.0  # an executor's first start on a node includes its worker start
+WARM_DDP = "ddp:"  # marks a warm ddp run's list of rank nodes in its ref
 log = get_logger("runner")
 
 
@@ -69,6 +79,7 @@ def ray_runner(
         settings.ray_address,
         auth_token_file=settings.ray_auth_token_file,
         head_temp_dir=head_temp_dir,
+        warm_ddp=settings.ddp_start == "warm",
     )
 
 
@@ -77,7 +88,26 @@ def executor_name(node_id: str) -> str:
 
 
 def warm_ref(request: LaunchRequest) -> str:
-    return f"{run_ref(request.job_id, request.attempt)}@{request.workers[0].node_id}"
+    ref = run_ref(request.job_id, request.attempt)
+    if request.kind == "command":
+        return f"{ref}@{request.workers[0].node_id}"
+    return f"{ref}@{WARM_DDP}" + ",".join(w.node_id for w in _by_rank(request))
+
+
+def rank_runs(ref: str) -> list[tuple[str, str]]:
+    """(node, the executor's key) of each rank of a warm run, in rank order; [] for a
+    Ray Job's ref. A warm command is one rank whose key is the ref itself."""
+    where = ref.partition("@")[2]
+    if not where:
+        return []
+    if not where.startswith(WARM_DDP):
+        return [(where, ref)]
+    nodes = where.removeprefix(WARM_DDP).split(",")
+    return [(node, f"{ref}#{rank}") for rank, node in enumerate(nodes)]
+
+
+def _by_rank(request: LaunchRequest) -> list[WorkerPlacement]:
+    return sorted(request.workers, key=lambda w: w.rank)
 
 
 class RayPoolRunner:
@@ -88,17 +118,21 @@ class RayPoolRunner:
         *,
         auth_token_file: Path | None = None,
         head_temp_dir: Path | None = None,
+        warm_ddp: bool = False,
     ) -> None:
-        """`jobs` runs what the executors do not; `ray_address` is the head's GCS address."""
+        """`jobs` runs what the executors do not; `ray_address` is the head's GCS address;
+        `warm_ddp`: start the ddp jobs that ship nothing on the executors (module docstring)."""
         self.jobs = jobs
         self.ray_address = ray_address
         self.auth_token_file = auth_token_file
         self.head_temp_dir = head_temp_dir
+        self.warm_ddp = warm_ddp
         self.on_run_end: Callable[[], None] = lambda: None
         self._executors: dict[str, Any] = {}
-        self._ends: dict[str, Future[RunEnd | None]] = {}
-        self._offsets: dict[str, int] = {}
+        self._ends: dict[str, Future[RunEnd | None]] = {}  # by executor key
+        self._offsets: dict[str, int] = {}  # by executor key
         self._started: dict[str, float] = {}  # warm runs started by this process: when
+        self._stopping: set[str] = set()  # warm ddp runs whose other ranks were told to stop
         self._just_ended: set[str] = set()
         self._connected: bool | None = None  # None: not tried yet
         self._saved_env: dict[str, str | None] = {}
@@ -106,19 +140,22 @@ class RayPoolRunner:
 
     # -- routing ---------------------------------------------------------------
     def _warm(self, request: LaunchRequest) -> bool:
+        if request.working_dir:
+            return False
+        if request.kind == "command":
+            return len(request.workers) == 1 and self._connect()
         return (
-            request.kind == "command"
-            and not request.working_dir
-            and len(request.workers) == 1
+            request.kind == "ddp"
+            and self.warm_ddp
+            and request.framework == "torch"
+            and not request.inputs
+            and not request.publish
+            and not is_uri(self.jobs.storage_path)  # the ranks keep checkpoints in a folder
             and self._connect()
         )
 
     def ref_for(self, request: LaunchRequest) -> str:
         return warm_ref(request) if self._warm(request) else self.jobs.ref_for(request)
-
-    @staticmethod
-    def _node_of(ref: str) -> str | None:
-        return ref.partition("@")[2] or None
 
     # -- Runner ----------------------------------------------------------------
     def launch(self, request: LaunchRequest) -> str:
@@ -127,52 +164,133 @@ class RayPoolRunner:
         import ray
 
         ref = warm_ref(request)
-        (worker,) = request.workers
-        if not request.command:
-            raise ValueError(f"command job {request.job_id} has no command")
-        executor = self._executor(worker.node_id)
+        ranks = [
+            (node, key, executor, command, env)
+            for (node, key), (command, env) in zip(
+                rank_runs(ref), self._rank_commands(request), strict=True
+            )
+            for executor in [self._executor(node)]
+        ]
         try:
-            self._started[ref] = ray.get(
-                executor.start.remote(
-                    ref, list(request.command), dict(request.env), worker.gpus,
-                    request.max_runtime_s,
-                ),
+            started = ray.get(
+                [
+                    executor.start.remote(key, command, env, worker.gpus, request.max_runtime_s)
+                    for (_, key, executor, command, env), worker in zip(
+                        ranks, _by_rank(request), strict=True
+                    )
+                ],
                 timeout=CALL_TIMEOUT_S,
-            )  # fmt: skip
+            )
         except ray.exceptions.RayActorError as exc:
-            self._executors.pop(worker.node_id, None)  # dead: the next launch starts another
+            for node, key, executor, _, _ in ranks:  # no rank may be left waiting for the rest
+                executor.stop.remote(key)
+                self._executors.pop(node, None)  # dead: the next launch starts another
             why = next(iter(str(exc).splitlines()), "") or type(exc).__name__
-            raise RunnerUnavailable(f"node {worker.node_id}'s executor died: {why}") from exc
-        self._watch(ref, executor)
+            nodes = ", ".join(sorted({node for node, *_ in ranks}))
+            raise RunnerUnavailable(f"executor died (node {nodes}): {why}") from exc
+        self._started[ref] = min(started)
+        for _, key, executor, _, _ in ranks:
+            self._watch(ref, key, executor)
         return ref
 
-    def poll(self, ref: str) -> RunReport:
-        node = self._node_of(ref)
-        if node is None:
-            return self.jobs.poll(ref)
-        future = self._ends.get(ref)
-        if future is None:  # started by an earlier scheduler process: re-attach
-            future = self._reattach(ref, node)
-            if future is None:
-                return RunReport(RunStatus.MISSING, f"node {node}'s executor has no run {ref}")
-        if not future.done():
-            return RunReport(RunStatus.RUNNING, started_at=self._started.get(ref))
-        try:
-            end = future.result()
-        except Exception as exc:  # the executor (so its node, or the actor) died
-            return RunReport(RunStatus.MISSING, f"executor of node {node} is gone: {exc}")
-        return _report(ref, end)
-
-    def new_log_lines(self, ref: str) -> list[str]:
-        node = self._node_of(ref)
-        if node is None:
-            return self.jobs.new_log_lines(ref)
+    def _rank_commands(self, request: LaunchRequest) -> list[tuple[list[str], dict[str, str]]]:
+        """Each rank's argv and environment (a command job: its one command)."""
+        if request.kind == "command":
+            if not request.command:
+                raise ValueError(f"command job {request.job_id} has no command")
+            return [(list(request.command), dict(request.env))]
         import ray
 
-        offset = self._offsets.get(ref, 0)
-        end = self._end_if_known(ref)
+        workers = _by_rank(request)
+        host, port = ray.get(
+            self._executor(workers[0].node_id).rendezvous.remote(), timeout=CALL_TIMEOUT_S
+        )
+        checkpoints = Path(self.jobs.storage_path) / request.job_id / "warm"
+        common = {
+            **request.env,
+            launch_spec.ENV_LAUNCH: launch_spec.dump(request),
+            ENV_CHECKPOINT_DIR: str(checkpoints),
+            "MASTER_ADDR": host,
+            "MASTER_PORT": str(port),
+            "WORLD_SIZE": str(len(workers)),
+        }
+        argv = [sys.executable, "-m", "commonpool.workers.runner.warm_ddp"]
+        commands = []
+        for worker in workers:
+            on_node = [w.rank for w in workers if w.node_id == worker.node_id]
+            env = {
+                **common,
+                "RANK": str(worker.rank),
+                "LOCAL_RANK": str(on_node.index(worker.rank)),
+                "LOCAL_WORLD_SIZE": str(len(on_node)),
+                ENV_NODE_ID: worker.node_id,
+                # As Ray Train does: a rank's intra-op threads match its CPUs.
+                "OMP_NUM_THREADS": str(max(1, int(worker.cpus))),
+            }
+            commands.append((argv, env))
+        return commands
+
+    def poll(self, ref: str) -> RunReport:
+        ranks = rank_runs(ref)
+        if not ranks:
+            return self.jobs.poll(ref)
+        futures = []
+        for node, key in ranks:
+            future = self._ends.get(key) or self._reattach(ref, key, node)
+            if future is None:
+                return RunReport(RunStatus.MISSING, f"node {node}'s executor has no run {key}")
+            futures.append(future)
+        ends: dict[int, RunEnd | None] = {}  # ranks that have ended (None: unknown there)
+        for rank, ((node, _), future) in enumerate(zip(ranks, futures, strict=True)):
+            if not future.done():
+                continue
+            try:
+                ends[rank] = future.result()
+            except Exception as exc:  # the executor (so its node, or the actor) died
+                self._stop_ranks(ref)  # the other ranks would wait for it in vain
+                return RunReport(RunStatus.MISSING, f"executor of node {node} is gone: {exc}")
+        return self._combined(ref, [key for _, key in ranks], ends)
+
+    def _combined(self, ref: str, keys: list[str], ends: dict[int, RunEnd | None]) -> RunReport:
+        """One report of a run's ranks: running until every rank has ended; then failed
+        with the earliest failure's message (rank-prefixed when there are several ranks).
+        A rank that fails leaves its peers blocked in a collective: they are stopped."""
+        failed = [
+            (end.ended_at if end else 0.0, rank, _report(keys[rank], end))
+            for rank, end in ends.items()
+            if end is None or (not end.stopped and (end.error or end.exit_code != 0))
+        ]
+        if len(ends) < len(keys):
+            if failed and ref not in self._stopping:
+                self._stopping.add(ref)
+                self._stop_ranks(ref)
+            return RunReport(RunStatus.RUNNING, started_at=self._started.get(ref))
+        if failed:
+            _, rank, first = min(failed, key=lambda f: (f[0], f[1]))
+            prefix = f"rank {rank}: " if len(keys) > 1 else ""
+            return RunReport(first.status, prefix + first.message, started_at=first.started_at)
+        reports = [_report(keys[rank], ends[rank]) for rank in range(len(keys))]
+        if any(r.status is RunStatus.STOPPED for r in reports):
+            return RunReport(RunStatus.STOPPED, "stopped")
+        return reports[0]
+
+    def new_log_lines(self, ref: str) -> list[str]:
+        ranks = rank_runs(ref)
+        if not ranks:
+            return self.jobs.new_log_lines(ref)
+        lines: list[str] = []
+        for rank, (node, key) in enumerate(ranks):
+            prefix = f"[rank {rank}] " if rank else ""
+            lines += [prefix + line for line in self._new_output(node, key)]
+        return lines
+
+    def _new_output(self, node: str, key: str) -> list[str]:
+        import ray
+
+        offset = self._offsets.get(key, 0)
+        end = self._end_if_known(key)
         if end is not None and end.output is not None:  # it came with the end: no call
-            self._offsets[ref] = len(end.output)
+            self._offsets[key] = len(end.output)
             return end.output[offset:].decode(errors="replace").splitlines()
         executor = self._executor(node, create=False)
         if executor is None:
@@ -180,43 +298,52 @@ class RayPoolRunner:
         text = b""
         try:
             while True:  # output can exceed one read; a short read was all there was
-                data, offset = ray.get(executor.read.remote(ref, offset), timeout=CALL_TIMEOUT_S)
+                data, offset = ray.get(executor.read.remote(key, offset), timeout=CALL_TIMEOUT_S)
                 text += data
                 if len(data) < READ_MAX_BYTES:
                     break
         except Exception:  # the executor is gone: its output with it
             return []
-        self._offsets[ref] = offset
+        self._offsets[key] = offset
         return text.decode(errors="replace").splitlines()
 
     def stop(self, ref: str) -> None:
-        node = self._node_of(ref)
-        if node is None:
+        if not rank_runs(ref):
             self.jobs.stop(ref)
             return
-        import ray
-
-        executor = self._executor(node, create=False)
-        if executor is not None:
-            try:
-                ray.get(executor.stop.remote(ref), timeout=CALL_TIMEOUT_S)
-            except Exception as exc:
-                log.warning("run.stop_failed", ref=ref, error=str(exc))
+        self._stop_ranks(ref, wait=True)
         self._forget(ref)
 
+    def _stop_ranks(self, ref: str, wait: bool = False) -> None:
+        import ray
+
+        calls = []
+        for node, key in rank_runs(ref):
+            executor = self._executor(node, create=False)
+            if executor is not None:
+                calls.append((key, executor.stop.remote(key)))
+        if not wait:
+            return
+        for key, call in calls:
+            try:
+                ray.get(call, timeout=CALL_TIMEOUT_S)
+            except Exception as exc:
+                log.warning("run.stop_failed", ref=key, error=str(exc))
+
     def forget(self, ref: str) -> None:
-        """The registry holds the run's end and output: drop the executor's record; for a
+        """The registry holds the run's end and output: drop the executors' records; for a
         service, make sure its Serve application is gone (`_delete_application`)."""
-        node = self._node_of(ref)
-        if node is None:
+        ranks = rank_runs(ref)
+        if not ranks:
             application = self.jobs.service_of(ref)
             self.jobs.forget(ref)
             if application is not None:
                 self._delete_application(application)
             return
-        executor = self._executor(node, create=False)
-        if executor is not None:
-            executor.forget.remote([ref])  # no reply needed
+        for node, key in ranks:
+            executor = self._executor(node, create=False)
+            if executor is not None:
+                executor.forget.remote([key])  # no reply needed
         self._forget(ref)
 
     def _delete_application(self, name: str) -> None:
@@ -266,17 +393,19 @@ class RayPoolRunner:
             self._just_ended.add(ref)
         self.on_run_end()
 
-    def _end_if_known(self, ref: str) -> RunEnd | None:
-        """The run's end if its `wait` has already returned one, else None."""
-        future = self._ends.get(ref)
+    def _end_if_known(self, key: str) -> RunEnd | None:
+        """The rank's end if its `wait` has already returned one, else None."""
+        future = self._ends.get(key)
         if future is None or not future.done() or future.exception() is not None:
             return None
         return future.result()
 
     def _forget(self, ref: str) -> None:
-        self._ends.pop(ref, None)
-        self._offsets.pop(ref, None)
+        for _, key in rank_runs(ref):
+            self._ends.pop(key, None)
+            self._offsets.pop(key, None)
         self._started.pop(ref, None)
+        self._stopping.discard(ref)
 
     def _connect(self) -> bool:
         """Join the cluster as a driver once; False (and Ray Jobs for commands) if we can't."""
@@ -339,25 +468,26 @@ class RayPoolRunner:
         self._executors[node_id] = handle
         return handle
 
-    def _watch(self, ref: str, executor: Any) -> Future[RunEnd | None]:
-        future = self._ends.get(ref)
+    def _watch(self, ref: str, key: str, executor: Any) -> Future[RunEnd | None]:
+        """Hold the rank's `wait` call; its return wakes the scheduler for the run."""
+        future = self._ends.get(key)
         if future is None:
-            future = executor.wait.options(concurrency_group="waits").remote(ref).future()
+            future = executor.wait.options(concurrency_group="waits").remote(key).future()
             future.add_done_callback(lambda _: self._ended(ref))
-            self._ends[ref] = future
+            self._ends[key] = future
         return future
 
-    def _reattach(self, ref: str, node: str) -> Future[RunEnd | None] | None:
+    def _reattach(self, ref: str, key: str, node: str) -> Future[RunEnd | None] | None:
         import ray
 
         executor = self._executor(node, create=False)
         if executor is None:
             return None
         try:
-            known, _ = ray.get(executor.status.remote(ref), timeout=CALL_TIMEOUT_S)
+            known, _ = ray.get(executor.status.remote(key), timeout=CALL_TIMEOUT_S)
         except Exception:
             return None
-        return self._watch(ref, executor) if known else None
+        return self._watch(ref, key, executor) if known else None
 
 
 def _reload_auth_config() -> None:
