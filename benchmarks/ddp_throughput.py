@@ -1,15 +1,18 @@
 """DDP training throughput through the pool vs plain `torchrun` on the same machine.
 
-    python -m benchmarks.ddp_throughput [--epochs 6] [--samples 4096]
+    python -m benchmarks.ddp_throughput [--epochs 5] [--samples 16384] [--starts trainer,warm]
 
 The same code (`commonpool.workers.examples.synthetic_convnet`, 2 workers,
 gloo, 1 CPU each) runs as a pool job on a local pool (2 agents) and under
-`torchrun --nproc-per-node 2`, torchrun once before and once after the pool
-so slow drifts of this shared machine hit both sides, and once more while the
-pool is up but idle: that third run separates the cost of the pool's resident
-daemons (Ray head, raylets, agents) from the job path. Each epoch reports
-samples/s; the first epoch of a run is warm-up and dropped; a side's figure
-is the median of the rest. Prints a table and, last, one JSON line.
+`torchrun --nproc-per-node 2`, torchrun once before and once after the pools
+so slow drifts of this shared machine hit both sides, and once more while a
+pool is up but idle: that run separates the cost of the pool's resident
+daemons (Ray head, raylets, agents) from the job path. The pool job runs once
+per `ddp_start` mode asked for, each on a fresh pool: `trainer` (Ray Train's
+TorchTrainer) and `warm` (one process per rank on the nodes' executors).
+Each epoch reports samples/s; the first epoch of a run is warm-up and
+dropped; a side's figure is the median of the rest. Prints a table and,
+last, one JSON line.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ EXAMPLE = "synthetic_convnet"
 EPOCH_LINE = re.compile(r"samples/s (\d+)")
 
 
-def through_pool(config: dict[str, int]) -> tuple[list[float], list[float]]:
+def through_pool(config: dict[str, int], ddp_start: str) -> tuple[list[float], list[float]]:
     """The pool job's epochs, and torchrun's while the (then idle) pool still runs."""
     with tempfile.TemporaryDirectory(prefix="cp-ddp-") as work, \
-            LocalPool(Path(work), agents=2, log=io.StringIO()) as pool, pool.client() as client:
+            LocalPool(Path(work), agents=2, log=io.StringIO(), ddp_start=ddp_start) as pool, \
+            pool.client() as client:
         job = client.submit_job(JobSpec(
             name="ddp-throughput", entrypoint=f"commonpool.workers.examples.{EXAMPLE}:train",
             workers=2, args=config))
@@ -66,30 +70,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--samples", type=int, default=16384, help="Images per epoch.")
+    parser.add_argument("--starts", default="trainer,warm",
+                        help="The pool's ddp_start modes to measure, comma-separated.")
     args = parser.parse_args()
+    starts = [m for m in args.starts.split(",") if m]
+    if not starts or set(starts) - {"trainer", "warm"}:
+        parser.error("--starts takes trainer and/or warm")
     config = {"epochs": args.epochs, "samples": args.samples}
     before = through_torchrun(config)
-    pool, beside = through_pool(config)
+    runs: dict[str, list[float]] = {}
+    beside: list[float] = []
+    for start in starts:
+        pool, beside_this = through_pool(config, start)
+        runs[f"pool ({start})"] = pool[1:]
+        beside += beside_this[1:]
     after = through_torchrun(config)
-    runs = {"torchrun": before[1:] + after[1:], "pool": pool[1:],
-            "torchrun beside idle pool": beside[1:]}
+    runs = {"torchrun": before[1:] + after[1:], **runs, "torchrun beside idle pool": beside}
     table = Table(title=f"{EXAMPLE}, 2 DDP workers (gloo, 1 CPU each): samples/s per epoch")
     table.add_column("side")
     table.add_column("steady samples/s")
+    table.add_column("/ torchrun")
     table.add_column("per epoch (warm-up dropped)")
+    alone = steady(runs["torchrun"])
     for side, rates in runs.items():
-        table.add_row(side, f"{steady(rates):.0f}", " ".join(f"{r:.0f}" for r in rates))
+        table.add_row(side, f"{steady(rates):.0f}", f"{steady(rates) / alone:.3f}",
+                      " ".join(f"{r:.0f}" for r in rates))
     Console().print(table)
-    ratio = steady(runs["pool"]) / steady(runs["torchrun"])
-    beside_ratio = steady(runs["pool"]) / steady(runs["torchrun beside idle pool"])
-    Console().print(f"pool / torchrun = {ratio:.3f} (goal >= 0.97); pool / torchrun beside the "
-                    f"idle pool's daemons = {beside_ratio:.3f} (the job path alone)")
+    ratios = {start: steady(runs[f"pool ({start})"]) / alone for start in starts}
+    beside_ratios = {start: steady(runs[f"pool ({start})"]) / steady(beside) for start in starts}
+    for start in starts:
+        Console().print(f"pool ({start}) / torchrun = {ratios[start]:.3f} (goal >= 0.97); / "
+                        f"torchrun beside the idle pool's daemons = {beside_ratios[start]:.3f} "
+                        "(the job path alone)")
     print(json.dumps({"benchmark": "ddp_throughput", "example": EXAMPLE, **config,
-                      "pool_samples_per_s": steady(runs["pool"]),
-                      "torchrun_samples_per_s": steady(runs["torchrun"]), "ratio": ratio,
-                      "ratio_vs_torchrun_beside_idle_pool": beside_ratio,
-                      "pool_epochs": runs["pool"], "torchrun_epochs": runs["torchrun"]}))
-
+                      "torchrun_samples_per_s": alone,
+                      "pool_samples_per_s": {s: steady(runs[f"pool ({s})"]) for s in starts},
+                      "ratio": ratios, "ratio_vs_torchrun_beside_idle_pool": beside_ratios,
+                      "epochs": runs}))
 
 if __name__ == "__main__":
     main()
