@@ -95,13 +95,15 @@ def under_ray_train() -> bool:
 def report(
     metrics: dict[str, float], *, step: int, checkpoint_dir: str | Path | None = None
 ) -> None:
-    """Report metrics (all ranks must call it, as Ray Train requires) and an optional checkpoint."""
+    """Report metrics (all ranks must call it, as Ray Train requires) and an optional
+    checkpoint. A warm-started job (no Ray Train) keeps rank 0's checkpoint only."""
     clean = {k: float(v) for k, v in metrics.items()}
+    rank = context().rank
     if under_ray_train():
         _report_to_ray(clean, step, checkpoint_dir)
-    elif checkpoint_dir and os.environ.get(ENV_CHECKPOINT_DIR):
+    elif rank == 0 and checkpoint_dir and os.environ.get(ENV_CHECKPOINT_DIR):
         _keep_checkpoint(Path(checkpoint_dir), Path(os.environ[ENV_CHECKPOINT_DIR]), step)
-    if context().rank == 0:
+    if rank == 0:
         post_metrics(clean, step)
 
 

@@ -10,18 +10,7 @@ import pytest
 from commonpool.api.client.sdk import Client
 from commonpool.api.local_pool import LocalPool
 
-
-@pytest.fixture
-def client(pool: LocalPool) -> Iterator[Client]:
-    with pool.client() as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def job_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A working directory shipped with jobs (Ray runtime_env working_dir)."""
-    directory = tmp_path_factory.mktemp("jobcode")
-    (directory / "testjobs.py").write_text('''
+TESTJOBS = '''
 import time
 from commonpool.workers import job
 
@@ -44,5 +33,22 @@ def where(config):
     ctx = job.context()
     print(f"WHERE rank={ctx.rank} node={ctx.node_label}", flush=True)
     job.report({"loss": 0.0}, step=1)
-''')
+'''
+
+
+@pytest.fixture
+def client(pool: LocalPool) -> Iterator[Client]:
+    with pool.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def job_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory shipped with jobs (Ray runtime_env working_dir)."""
+    return write_testjobs(tmp_path_factory.mktemp("jobcode"))
+
+
+def write_testjobs(directory: Path) -> Path:
+    """`directory` with the test jobs' module `testjobs` in it."""
+    (directory / "testjobs.py").write_text(TESTJOBS)
     return directory
