@@ -6,6 +6,7 @@ import signal
 import tempfile
 import threading
 import time
+from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 
@@ -21,6 +22,12 @@ from . import render
 from .context import EXIT_JOB_FAILED
 
 DEMO_ENTRYPOINT = "commonpool.workers.examples.digits_mlp:train"
+
+
+class DdpStart(StrEnum):
+    trainer = "trainer"
+    warm = "warm"
+
 HEARTBEAT_TAIL_S = 3.0  # LocalPool agents heartbeat every 2 s
 
 
@@ -39,6 +46,12 @@ def up(
         None,
         "--job-user",
         help="Agents run jobs as this unprivileged user (needs root; see docs/security.md).",
+    ),
+    ddp_start: DdpStart | None = typer.Option(
+        None,
+        help="How ddp jobs start: trainer (Ray Train) or warm (one process per rank on the "
+        "nodes' warm executors, ~1 s to the first step; docs/execution.md). Default: the "
+        "COMMONPOOL_DDP_START setting, else trainer.",
     ),
 ) -> None:
     """Run API + scheduler + Ray head + N local agents until Ctrl-C."""
@@ -60,6 +73,7 @@ def up(
         token_file=get_settings().resolved_token_file,
         job_user=job_user,
         host=host,
+        ddp_start=ddp_start.value if ddp_start else None,
     ) as pool:
         render.console.print(
             f"pool up at [bold]{pool.url}[/] with {agents} agents; "

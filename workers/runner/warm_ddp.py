@@ -49,8 +49,8 @@ def main() -> int:
     import torch
     import torch.distributed as dist
 
-    if worker.gpus:
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    if worker.gpus:  # the executor made only this rank's GPUs visible: the first is ours
+        torch.cuda.set_device(0)
     started = time.monotonic()
     dist.init_process_group(backend, timeout=timedelta(seconds=RENDEZVOUS_TIMEOUT_S))
     if rank == 0:
