@@ -1,4 +1,5 @@
-"""The warm per-node executor of command jobs: one long-lived Ray actor per pool node.
+"""The warm per-node executor of command jobs (and of the ranks of warm-started ddp jobs,
+`warm_ddp.py`): one long-lived Ray actor per pool node.
 
 A Ray Job per command costs a job supervisor actor, a runtime_env setup and a
 driver process before the command runs (about a second here). A command that
