@@ -1,9 +1,12 @@
 """DDP training throughput through the pool vs plain `torchrun` on the same machine.
 
     python -m benchmarks.ddp_throughput [--epochs 5] [--samples 16384] [--starts trainer,warm]
+                                        [--agents 1]
 
 The same code (`commonpool.workers.examples.synthetic_convnet`, 2 workers,
-gloo, 1 CPU each) runs as a pool job on a local pool (2 agents) and under
+gloo, 1 CPU each) runs as a pool job on a local pool (by default one agent
+sharing this machine's 2 CPUs, as a donor would: torchrun's twin; `--agents
+2` makes two nodes of 1 CPU, one rank each) and under
 `torchrun --nproc-per-node 2`, torchrun once before and once after the pools
 so slow drifts of this shared machine hit both sides, and once more while a
 pool is up but idle: that run separates the cost of the pool's resident
@@ -38,10 +41,13 @@ EXAMPLE = "synthetic_convnet"
 EPOCH_LINE = re.compile(r"samples/s (\d+)")
 
 
-def through_pool(config: dict[str, int], ddp_start: str) -> tuple[list[float], list[float]]:
+def through_pool(
+    config: dict[str, int], ddp_start: str, agents: int
+) -> tuple[list[float], list[float]]:
     """The pool job's epochs, and torchrun's while the (then idle) pool still runs."""
     with tempfile.TemporaryDirectory(prefix="cp-ddp-") as work, \
-            LocalPool(Path(work), agents=2, log=io.StringIO(), ddp_start=ddp_start) as pool, \
+            LocalPool(Path(work), agents=agents, cpus_per_agent=2 / agents, log=io.StringIO(),
+                      ddp_start=ddp_start) as pool, \
             pool.client() as client:
         job = client.submit_job(JobSpec(
             name="ddp-throughput", entrypoint=f"commonpool.workers.examples.{EXAMPLE}:train",
@@ -70,6 +76,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--samples", type=int, default=16384, help="Images per epoch.")
+    parser.add_argument("--agents", type=int, choices=(1, 2), default=1,
+                        help="Agents sharing the 2 CPUs: 1 (this machine as one donor, both "
+                        "ranks on its node) or 2 (two nodes of 1 CPU, one rank each).")
     parser.add_argument("--starts", default="trainer,warm",
                         help="The pool's ddp_start modes to measure, comma-separated.")
     args = parser.parse_args()
@@ -81,7 +90,7 @@ def main() -> None:
     runs: dict[str, list[float]] = {}
     beside: list[float] = []
     for start in starts:
-        pool, beside_this = through_pool(config, start)
+        pool, beside_this = through_pool(config, start, args.agents)
         runs[f"pool ({start})"] = pool[1:]
         beside += beside_this[1:]
     after = through_torchrun(config)

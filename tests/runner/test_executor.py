@@ -62,3 +62,15 @@ def test_a_missing_program_ends_with_the_reason() -> None:
     executor.start("job_5-a1@node-a", ["/no/such/program"], {})
     end = _ended(executor, "job_5-a1@node-a")
     assert end.exit_code is None and "could not start '/no/such/program'" in end.error
+
+
+def test_rank_0s_rendezvous_is_the_same_for_the_same_run() -> None:
+    import ray
+
+    executor = CommandExecutor("node-a")
+    first = executor.rendezvous("job_1-a1@ddp:node-a,node-b#0")
+    assert executor.rendezvous("job_1-a1@ddp:node-a,node-b#0") == first  # a relaunch
+    # Outside an actor Ray answers with this host's address; the port is one it can bind.
+    assert first[0] == ray.util.get_node_ip_address() and 0 < first[1] < 65536
+    other = executor.rendezvous("job_2-a1@ddp:node-a,node-b#0")
+    assert other[0] == first[0]

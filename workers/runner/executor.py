@@ -78,20 +78,26 @@ class CommandExecutor:
         self.runs_dir = Path(tempfile.mkdtemp(prefix=f"commonpool-exec-{node_id[-8:]}-"))
         self._runs: dict[str, _Run] = {}
         self._free_gpus = list(range(gpu_count))
+        self._rendezvous: dict[str, tuple[str, int]] = {}
         self._lock = threading.Lock()
 
     def ping(self) -> str:
         return self.node_id
 
-    def rendezvous(self) -> tuple[str, int]:
-        """This node's address and a port free on it now: where rank 0 of a warm-started
-        ddp job (`warm_ddp`) listens for its peers (torch's TCPStore binds it at once)."""
+    def rendezvous(self, ref: str) -> tuple[str, int]:
+        """This node's address and a port free on it: where rank 0 (`ref`) of a warm-started
+        ddp job (`warm_ddp`) listens for its peers (torch's TCPStore binds it at once).
+        The same answer for the same ref: a scheduler that crashed between starting one
+        rank and the next relaunches the rest with the address the first ones use."""
         import ray
 
-        host = ray.util.get_node_ip_address()
-        with socket.socket() as sock:
-            sock.bind((host, 0))
-            return host, sock.getsockname()[1]
+        with self._lock:
+            if ref not in self._rendezvous:
+                host = ray.util.get_node_ip_address()
+                with socket.socket() as sock:
+                    sock.bind((host, 0))
+                    self._rendezvous[ref] = (host, sock.getsockname()[1])
+            return self._rendezvous[ref]
 
     def start(
         self,
@@ -193,6 +199,7 @@ class CommandExecutor:
         """Drop ended runs' records and output (the scheduler has stored both)."""
         with self._lock:
             for ref in refs:
+                self._rendezvous.pop(ref, None)
                 run = self._runs.get(ref)
                 if run is not None and run.done.is_set():
                     del self._runs[ref]

@@ -202,9 +202,8 @@ class RayPoolRunner:
         import ray
 
         workers = _by_rank(request)
-        host, port = ray.get(
-            self._executor(workers[0].node_id).rendezvous.remote(), timeout=CALL_TIMEOUT_S
-        )
+        (node, key), *_ = rank_runs(warm_ref(request))
+        host, port = ray.get(self._executor(node).rendezvous.remote(key), timeout=CALL_TIMEOUT_S)
         checkpoints = Path(self.jobs.storage_path) / request.job_id / "warm"
         common = {
             **request.env,
