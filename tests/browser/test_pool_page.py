@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from commonpool.api.client.sdk import Client
+from commonpool.scheduler.store.models import Job
 
 from .conftest import PHONE, World, shot, visit
 
@@ -68,3 +69,40 @@ def test_pool_page_on_a_phone(admin_page: Any) -> None:
     expect(page.locator(".card").first).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     shot(page, "pool-phone")
+
+
+def _set_carbon_baseline(world: World, job_id: str, g_per_kwh: float | None) -> None:
+    """What the loop stores when the carbon policy defers a job (`record_carbon_baselines`,
+    tested in tests/store): the intensity the job would have run at, had it started."""
+    assert world.pool.db is not None
+    with world.pool.db.unit_of_work() as session:
+        session.get(Job, job_id).carbon_baseline_g_per_kwh = g_per_kwh
+
+
+def test_carbon_saved_shows_what_waiting_for_cleaner_power_saved(
+    admin_page: Any, world: World
+) -> None:
+    page = admin_page
+    with Client(world.url, token=world.admin_token) as admin:
+        energy = admin.job_energy(world.digits.id)
+        assert energy.co2e_g > 0 and energy.g_per_kwh
+        # As if the carbon policy had deferred the digits job from an hour twice as dirty.
+        _set_carbon_baseline(world, world.digits.id, 2 * energy.g_per_kwh)
+        try:
+            saved = admin.pool_summary().carbon_saved
+            assert saved.jobs == 1 and saved.saved_g > 0 and saved.saved_percent
+            visit(page, "#/pool", "Pool")
+            page.reload()
+            pool_card = card(page, "Carbon saved")
+            expect(pool_card.locator(".big")).to_have_text(re.compile(r"^[\d.,]+ k?g CO₂e$"))
+            expect(pool_card.locator("#carbon-saved")).to_have_text(
+                re.compile(r"^[\d.,]+ % less, 1 job waited for cleaner power$"))
+            expect(pool_card).to_contain_text("had they started when first deferred")
+            page.evaluate("route => { window.location.hash = route; }",
+                          f"#/jobs/{world.digits.id}")
+            job_card = card(page, "Carbon saved by waiting")
+            expect(job_card.locator(".big")).to_have_text(re.compile(r"^[\d.,]+ k?g CO₂e$"))
+            expect(job_card).to_contain_text("when the carbon policy deferred it")
+            shot(page, "carbon-saved")
+        finally:
+            _set_carbon_baseline(world, world.digits.id, None)

@@ -35,6 +35,7 @@ from tests.builders import online_node
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+OUTAGE_S = 1.5  # how long the server is down
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
 _REASON = (
@@ -54,6 +55,9 @@ class PrivatePostgres:
     @property
     def url(self) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        self.ctl("-o", f"-k {self.data} -h 127.0.0.1 -p {self.port} -c fsync=off", "start")
 
     def ctl(self, *args: str) -> None:
         assert PG_BIN is not None
@@ -78,8 +82,7 @@ def postgres() -> Iterator[PrivatePostgres]:
     subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"), "-D", str(data),
                     "-A", "trust", "-U", "postgres"], check=True, capture_output=True)
     server = PrivatePostgres(data, free_port())
-    options = f"-k {data} -h 127.0.0.1 -p {server.port} -c fsync=off"
-    server.ctl("-o", options, "start")
+    server.start()
     try:
         yield server
     finally:
@@ -157,7 +160,11 @@ def test_postgres_restart_under_load_is_503_then_recovers_and_loses_nothing(
         thread.start()
         time.sleep(3)
         restart_at = time.monotonic()
-        postgres.ctl("-m", "fast", "restart")
+        # Down for a while, then up: a bare `restart` can fall between two submits of a
+        # loaded machine, and then no request sees the outage at all.
+        postgres.ctl("-m", "fast", "stop")
+        time.sleep(OUTAGE_S)
+        postgres.start()
         restarted_at = time.monotonic()
         time.sleep(6)
         load.stop.set()
