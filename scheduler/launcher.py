@@ -180,6 +180,7 @@ class Launcher:
             for job, request in zip(jobs, requests, strict=True):
                 # recorded before the run exists (see the module docstring)
                 job.runner_ref = self.runner.ref_for(request)
+                job.checkpoint_uri = self.runner.checkpoint_location(request)
         launched: list[tuple[str, str]] = []
         for request in requests:
             try:

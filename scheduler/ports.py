@@ -127,6 +127,11 @@ class Runner(Protocol):
         empty for runners that only learn an end by polling."""
         ...
 
+    def checkpoint_location(self, request: LaunchRequest) -> str | None:
+        """Where the run keeps its checkpoints (a folder or an object store URI; shown as
+        the job's `checkpoint_uri`); None when it keeps none."""
+        ...
+
     def live_nodes(self) -> set[str] | None:
         """Registry ids of the nodes the cluster sees alive now; None if it cannot tell."""
         ...

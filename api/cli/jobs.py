@@ -243,6 +243,8 @@ def job(job_id: str = typer.Argument(..., help="Job id."), as_json: bool = JsonO
         c.print(f"  waiting: {info.pending_reason}")
     if info.exit_reason:
         c.print(f"  exit: {info.exit_reason}")
+    if info.checkpoint_uri:
+        c.print(f"  checkpoints: {escape(info.checkpoint_uri)}")
     if info.metrics:
         c.print(
             "  metrics: "

@@ -104,3 +104,16 @@ def test_second_scheduler_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
     after = subprocess.run([*CLI, "scheduler", "--once"], capture_output=True, text=True,
                            env=env, timeout=120)
     assert after.returncode == 0, after.stderr  # the lock died with its process
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_job_shows_where_its_checkpoints_are(live_server, db) -> None:  # type: ignore[no-untyped-def]
+    from commonpool.scheduler.store.models import Job
+
+    out = run(live_server.url, "submit", "--name", "ck", "--entrypoint", "m:train", "--json")
+    job_id = json.loads(out.stdout)["id"]
+    assert "checkpoints:" not in run(live_server.url, "job", job_id).stdout  # not launched
+    with db.unit_of_work() as session:  # what the launcher writes when it launches the job
+        session.get(Job, job_id).checkpoint_uri = f"/srv/cp/checkpoints/{job_id}"
+    shown = run(live_server.url, "job", job_id).stdout
+    assert f"checkpoints: /srv/cp/checkpoints/{job_id}" in shown

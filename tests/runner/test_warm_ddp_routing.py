@@ -103,3 +103,7 @@ def test_ranks_that_all_succeed_succeed_and_a_stopped_rank_stops_the_run() -> No
     assert stopped.status is RunStatus.STOPPED
     running = runner._combined(ref, keys, {1: _end(0, 3.1)})
     assert running.status is RunStatus.RUNNING
+
+
+def test_a_warm_run_keeps_its_checkpoints_in_the_jobs_warm_folder() -> None:
+    assert _runner(Path("/srv/cp")).checkpoint_location(DDP) == "/srv/cp/job_1/warm"

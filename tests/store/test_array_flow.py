@@ -50,6 +50,9 @@ class ScriptedRunner:
     def ended_refs(self) -> set[str]:
         return set()
 
+    def checkpoint_location(self, request: LaunchRequest) -> str | None:
+        return None
+
     def forget(self, ref: str) -> None:
         pass
 

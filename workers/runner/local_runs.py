@@ -195,6 +195,9 @@ class LocalRunsRunner:
     def ended_refs(self) -> set[str]:
         return set()  # ends are found by polling
 
+    def checkpoint_location(self, request: LaunchRequest) -> str | None:
+        return None  # a local run keeps no checkpoints for the pool
+
     def forget(self, ref: str) -> None:
         """Nothing to drop: the run's records are its output, kept for `logs` after a crash."""
 

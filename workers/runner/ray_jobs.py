@@ -266,6 +266,11 @@ class RayJobsRunner:
     def ended_refs(self) -> set[str]:
         return set()  # ends are found by polling
 
+    def checkpoint_location(self, request: LaunchRequest) -> str | None:
+        if request.kind != "ddp":
+            return None
+        return train_run_location(self.storage_path, request.job_id)
+
     def forget(self, ref: str) -> None:
         """Ray keeps (and expires) its own job records; only our notes of the run go."""
         self._log_offsets.pop(ref, None)
@@ -287,6 +292,14 @@ Storage = Path | str  # a folder every node mounts, or an object store URI (s3:/
 def is_uri(storage: Storage) -> bool:
     """An object store (or other pyarrow file system) URI rather than a local folder."""
     return isinstance(storage, str) and "://" in storage
+
+
+def train_run_location(storage: Storage, job_id: str) -> str:
+    """Ray Train's folder of a job's runs (checkpoints): every attempt's run is named after
+    the job (`driver.build_trainer`), so a later attempt resumes from it."""
+    if is_uri(storage):
+        return f"{str(storage).rstrip('/')}/{job_id}"
+    return str(Path(storage) / job_id)
 
 
 def default_storage(state_dir: Path) -> Storage:

@@ -204,11 +204,10 @@ class RayPoolRunner:
         workers = _by_rank(request)
         (node, key), *_ = rank_runs(warm_ref(request))
         host, port = ray.get(self._executor(node).rendezvous.remote(key), timeout=CALL_TIMEOUT_S)
-        checkpoints = Path(self.jobs.storage_path) / request.job_id / "warm"
         common = {
             **request.env,
             launch_spec.ENV_LAUNCH: launch_spec.dump(request),
-            ENV_CHECKPOINT_DIR: str(checkpoints),
+            ENV_CHECKPOINT_DIR: self._warm_checkpoints(request),
             "MASTER_ADDR": host,
             "MASTER_PORT": str(port),
             "WORLD_SIZE": str(len(workers)),
@@ -228,6 +227,15 @@ class RayPoolRunner:
             }
             commands.append((argv, env))
         return commands
+
+    def checkpoint_location(self, request: LaunchRequest) -> str | None:
+        if request.kind == "ddp" and self._warm(request):
+            return self._warm_checkpoints(request)
+        return self.jobs.checkpoint_location(request)
+
+    def _warm_checkpoints(self, request: LaunchRequest) -> str:
+        """Where a warm run's rank 0 keeps checkpoints (`job.ENV_CHECKPOINT_DIR`)."""
+        return str(Path(self.jobs.storage_path) / request.job_id / "warm")
 
     def poll(self, ref: str) -> RunReport:
         ranks = rank_runs(ref)

@@ -44,6 +44,9 @@ def test_two_worker_ddp_job_runs_on_its_allocated_nodes(pool: LocalPool, client:
     losses = [m.values["loss"] for m in client.job_metrics(job.id)]
     assert len(losses) == 6 and losses[-1] < losses[0] * 0.5
     assert final.metrics["accuracy"] > 0.8
+    # Ray Train's run folder, named after the job, holds its checkpoints.
+    assert final.checkpoint_uri == str(Path(pool.state_dir) / "checkpoints" / job.id)
+    assert any(Path(final.checkpoint_uri).glob("checkpoint_*"))
     assert all(a.released_at is not None for a in allocations)
     states = [e.to_state for e in client.job_events(job.id)]
     assert states == ["QUEUED", "PLACED", "STARTING", "RUNNING", "SUCCEEDED"]

@@ -53,7 +53,13 @@ def test_a_warm_ddp_job_trains_on_its_allocated_nodes_and_keeps_its_checkpoints(
     kept = Path(warm.state_dir) / "checkpoints" / job.id / "warm"
     assert sorted(p.name for p in kept.iterdir()) == [f"checkpoint_{i:06d}" for i in (1, 2, 3, 4)]
     assert (kept / "checkpoint_000004" / "model.pt").stat().st_size > 0
+    assert final.checkpoint_uri == str(kept)
     assert _free_cpus(client) == 2.0
+    # The agents meter the ranks as the job's (by its id in their environment).
+    deadline = time.monotonic() + 30
+    while client.job_energy(job.id).energy_j <= 0:
+        assert time.monotonic() < deadline, "no energy was metered for the warm ranks"
+        time.sleep(1)
 
 
 def test_a_warm_rank_that_raises_fails_the_job_and_its_peer_is_stopped(
