@@ -62,7 +62,8 @@ def main() -> int:
         traceback.print_exc()
         return 1
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():  # the loop may have torn it down itself
+            dist.destroy_process_group()
     if rank == 0:
         print(f"commonpool: finished; final metrics {result}", flush=True)
     return 0
