@@ -111,8 +111,12 @@ def latest_checkpoint_dir() -> str | None:
     """The directory of the checkpoint to resume from, if this attempt has one."""
     kept = os.environ.get(ENV_CHECKPOINT_DIR)
     if kept:
-        found = sorted(Path(kept).glob(f"{CHECKPOINT_PREFIX}*")) if Path(kept).is_dir() else []
-        return str(found[-1]) if found else None
+        steps = {
+            int(path.name.removeprefix(CHECKPOINT_PREFIX)): path
+            for path in (Path(kept).glob(f"{CHECKPOINT_PREFIX}*") if Path(kept).is_dir() else ())
+            if path.name.removeprefix(CHECKPOINT_PREFIX).isdigit()
+        }
+        return str(steps[max(steps)]) if steps else None
     if not under_ray_train():
         return None
     import ray.train

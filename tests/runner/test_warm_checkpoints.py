@@ -31,13 +31,17 @@ def test_each_reported_checkpoint_is_kept_and_the_newest_resumes(
 ) -> None:
     assert job.latest_checkpoint_dir() is None  # a first attempt starts from scratch
     assert not job.under_ray_train()
-    for step in (1, 2, 10):
+    for step in (1, 2, 999_999, 1_000_000):
         job.report({"loss": 1.0 / step}, step=step, checkpoint_dir=_checkpoint(tmp_path, step))
-    assert sorted(p.name for p in kept.iterdir()) == [
-        "checkpoint_000001", "checkpoint_000002", "checkpoint_000010"]  # fmt: skip
-    latest = job.latest_checkpoint_dir()
-    assert latest is not None and Path(latest).name == "checkpoint_000010"
-    assert (Path(latest) / "model.pt").read_text() == "weights of step 10"
+    assert {p.name for p in kept.iterdir()} == {
+        "checkpoint_000001",
+        "checkpoint_000002",
+        "checkpoint_999999",
+        "checkpoint_1000000",
+    }
+    latest = job.latest_checkpoint_dir()  # by step: by name, 1000000 sorts before 999999
+    assert latest is not None and Path(latest).name == "checkpoint_1000000"
+    assert (Path(latest) / "model.pt").read_text() == "weights of step 1000000"
 
 
 def test_a_copy_cut_short_is_never_resumed_from(kept: Path, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ cannot connect, commands go through Ray Jobs instead, and the reason is logged.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -164,33 +165,31 @@ class RayPoolRunner:
         import ray
 
         ref = warm_ref(request)
-        ranks = [
-            (node, key, executor, command, env)
-            for (node, key), (command, env) in zip(
-                rank_runs(ref), self._rank_commands(request), strict=True
-            )
-            for executor in [self._executor(node)]
-        ]
+        runs = rank_runs(ref)
         try:
             started = ray.get(
                 [
-                    executor.start.remote(key, command, env, worker.gpus, request.max_runtime_s)
-                    for (_, key, executor, command, env), worker in zip(
-                        ranks, _by_rank(request), strict=True
+                    self._executor(node).start.remote(
+                        key, argv, env, worker.gpus, request.max_runtime_s
+                    )
+                    for (node, key), (argv, env), worker in zip(
+                        runs, self._rank_commands(request), _by_rank(request), strict=True
                     )
                 ],
                 timeout=CALL_TIMEOUT_S,
             )
         except ray.exceptions.RayActorError as exc:
-            for node, key, executor, _, _ in ranks:  # no rank may be left waiting for the rest
-                executor.stop.remote(key)
-                self._executors.pop(node, None)  # dead: the next launch starts another
+            for node, key in runs:  # no rank may be left waiting for the rest
+                executor = self._executors.pop(node, None)  # the next launch starts another
+                if executor is not None:
+                    with contextlib.suppress(Exception):  # that one is the dead one
+                        executor.stop.remote(key)
             why = next(iter(str(exc).splitlines()), "") or type(exc).__name__
-            nodes = ", ".join(sorted({node for node, *_ in ranks}))
+            nodes = ", ".join(sorted({node for node, _ in runs}))
             raise RunnerUnavailable(f"executor died (node {nodes}): {why}") from exc
         self._started[ref] = min(started)
-        for _, key, executor, _, _ in ranks:
-            self._watch(ref, key, executor)
+        for node, key in runs:
+            self._watch(ref, key, self._executors[node])
         return ref
 
     def _rank_commands(self, request: LaunchRequest) -> list[tuple[list[str], dict[str, str]]]:
@@ -359,8 +358,11 @@ class RayPoolRunner:
         replicas would keep serving (and holding their nodes' CPUs) with no job behind
         them. Deleting an application that is already gone does nothing."""
         if not self._connect():
-            log.warning("service.cleanup_skipped", application=name,
-                        reason="not connected to the cluster as a driver")
+            log.warning(
+                "service.cleanup_skipped",
+                application=name,
+                reason="not connected to the cluster as a driver",
+            )
             return
         try:
             from ray import serve
