@@ -1,20 +1,22 @@
 """DDP training throughput through the pool vs plain `torchrun` on the same machine.
 
     python -m benchmarks.ddp_throughput [--epochs 5] [--samples 16384] [--starts trainer,warm]
-                                        [--agents 1]
+                                        [--agents 1] [--rounds 3]
 
 The same code (`commonpool.workers.examples.synthetic_convnet`, 2 workers,
 gloo, 1 CPU each) runs as a pool job on a local pool (by default one agent
 sharing this machine's 2 CPUs, as a donor would: torchrun's twin; `--agents
 2` makes two nodes of 1 CPU, one rank each) and under
-`torchrun --nproc-per-node 2`, torchrun once before and once after the pools
-so slow drifts of this shared machine hit both sides, and once more while a
-pool is up but idle: that run separates the cost of the pool's resident
-daemons (Ray head, raylets, agents) from the job path. The pool job runs once
-per `ddp_start` mode asked for, each on a fresh pool: `trainer` (Ray Train's
-TorchTrainer) and `warm` (one process per rank on the nodes' executors).
-Each epoch reports samples/s; the first epoch of a run is warm-up and
-dropped; a side's figure is the median of the rest. Prints a table and,
+`torchrun --nproc-per-node 2`. This shared machine drifts by 10-30% within
+minutes, so the sides are measured in pairs: each round runs, per `ddp_start`
+mode asked for, torchrun alone, then the pool job on a fresh pool, then
+torchrun once more while that pool is up but idle (which separates the cost
+of the pool's resident daemons - Ray head, raylets, agents - from the job
+path). A pair's ratio is the pool's figure over the torchrun run just before
+it; the result is the median of the rounds' ratios. Modes: `trainer` (Ray
+Train's TorchTrainer) and `warm` (one process per rank on the nodes'
+executors). Each epoch reports samples/s; the first epoch of a run is warm-up
+and dropped; a run's figure is the median of the rest. Prints a table and,
 last, one JSON line.
 """
 
@@ -81,41 +83,45 @@ def main() -> None:
                         "ranks on its node) or 2 (two nodes of 1 CPU, one rank each).")
     parser.add_argument("--starts", default="trainer,warm",
                         help="The pool's ddp_start modes to measure, comma-separated.")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="Paired rounds (torchrun alone, then the pool) per mode.")
     args = parser.parse_args()
     starts = [m for m in args.starts.split(",") if m]
     if not starts or set(starts) - {"trainer", "warm"}:
         parser.error("--starts takes trainer and/or warm")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     config = {"epochs": args.epochs, "samples": args.samples}
-    before = through_torchrun(config)
-    runs: dict[str, list[float]] = {}
-    beside: list[float] = []
-    for start in starts:
-        pool, beside_this = through_pool(config, start, args.agents)
-        runs[f"pool ({start})"] = pool[1:]
-        beside += beside_this[1:]
-    after = through_torchrun(config)
-    runs = {"torchrun": before[1:] + after[1:], **runs, "torchrun beside idle pool": beside}
-    table = Table(title=f"{EXAMPLE}, 2 DDP workers (gloo, 1 CPU each): samples/s per epoch")
-    table.add_column("side")
-    table.add_column("steady samples/s")
-    table.add_column("/ torchrun")
-    table.add_column("per epoch (warm-up dropped)")
-    alone = steady(runs["torchrun"])
-    for side, rates in runs.items():
-        table.add_row(side, f"{steady(rates):.0f}", f"{steady(rates) / alone:.3f}",
-                      " ".join(f"{r:.0f}" for r in rates))
+    rounds: list[dict[str, float]] = []
+    for _ in range(args.rounds):
+        for start in starts:
+            alone = steady(through_torchrun(config)[1:])
+            pool, beside = through_pool(config, start, args.agents)
+            rounds.append({"start": start, "torchrun": alone, "pool": steady(pool[1:]),
+                           "beside": steady(beside[1:])})  # fmt: skip
+    table = Table(title=f"{EXAMPLE}, 2 DDP workers (gloo, 1 CPU each), {args.agents} agent(s): "
+                  "steady samples/s per paired round")
+    for column in ("mode", "torchrun alone", "pool", "torchrun beside idle pool",
+                   "pool / torchrun", "pool / beside"):
+        table.add_column(column)
+    for r in rounds:
+        table.add_row(r["start"], f"{r['torchrun']:.0f}", f"{r['pool']:.0f}", f"{r['beside']:.0f}",
+                      f"{r['pool'] / r['torchrun']:.3f}", f"{r['pool'] / r['beside']:.3f}")
     Console().print(table)
-    ratios = {start: steady(runs[f"pool ({start})"]) / alone for start in starts}
-    beside_ratios = {start: steady(runs[f"pool ({start})"]) / steady(beside) for start in starts}
+    ratios = {s: statistics.median(r["pool"] / r["torchrun"] for r in rounds if r["start"] == s)
+              for s in starts}  # fmt: skip
+    beside_ratios = {
+        s: statistics.median(r["pool"] / r["beside"] for r in rounds if r["start"] == s)
+        for s in starts
+    }
     for start in starts:
-        Console().print(f"pool ({start}) / torchrun = {ratios[start]:.3f} (goal >= 0.97); / "
-                        f"torchrun beside the idle pool's daemons = {beside_ratios[start]:.3f} "
-                        "(the job path alone)")
+        Console().print(f"pool ({start}) / torchrun = {ratios[start]:.3f}, median of "
+                        f"{args.rounds} round(s) (goal >= 0.97); / torchrun beside the idle "
+                        f"pool's daemons = {beside_ratios[start]:.3f} (the job path alone)")
     print(json.dumps({"benchmark": "ddp_throughput", "example": EXAMPLE, **config,
-                      "torchrun_samples_per_s": alone,
-                      "pool_samples_per_s": {s: steady(runs[f"pool ({s})"]) for s in starts},
-                      "ratio": ratios, "ratio_vs_torchrun_beside_idle_pool": beside_ratios,
-                      "epochs": runs}))
+                      "agents": args.agents, "ratio": ratios,
+                      "ratio_vs_torchrun_beside_idle_pool": beside_ratios, "rounds": rounds}))
+
 
 if __name__ == "__main__":
     main()
