@@ -427,11 +427,18 @@ class RayPoolRunner:
             if self._connected is not None:
                 return self._connected
             import ray
+            from ray._private import ray_constants
 
             env = auth_env(self.auth_token_file)
             self._saved_env = {key: os.environ.get(key) for key in env}
             os.environ.update(env)
             _reload_auth_config()
+            # A driver installs absl's failure-signal handler, SIGTERM included, and a
+            # process that then handles SIGTERM itself aborts on its way out (exit -6):
+            # `commonpool up`/`server` own SIGTERM (drain, stop) and must exit 0. This is
+            # RAY_DISABLE_FAILURE_SIGNAL_HANDLER, read when Ray is imported, which has
+            # happened by now; it applies to this process only, not to Ray's own.
+            ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
             try:
                 ray.init(
                     address=self.ray_address,
