@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .launcher import Launcher, LaunchReport
 from .logs import get_logger
-from .policy import Plan, Policy
+from .policy import Placement, Plan, Policy
 from .services.jobs import apply_cancellations
 from .services.nodes import expire_leases
 from .services.preemption import RequeueBackoff, apply_preemptions
@@ -106,7 +106,7 @@ class SchedulerLoop:
             # Jobs that can never start (a dependency ended the wrong way) are cancelled.
             cancelled = apply_cancellations(session, plan.cancellations)
             preempted = apply_preemptions(session, plan.preemptions)
-            result = apply_placements(session, plan.placements)
+            result = apply_placements(session, _not_moving(plan))
             # A placement refused at apply time (capacity race, project quota) waits with why.
             record_pending_reasons(
                 session, {**dict(plan.pending_reasons), **result.rejected}, stored_reasons
@@ -148,6 +148,17 @@ class SchedulerLoop:
                 self.on_error(exc)
             self._wake.wait(self.interval_s)
             self._wake.clear()
+
+
+def _not_moving(plan: Plan) -> tuple[Placement, ...]:
+    """The plan's placements without the jobs it also preempts (moved to another GPU type).
+
+    A moving job's old run is stopped by the launcher's next settle (it then holds a stale
+    ref); placing it again in this step would let its new run start, and its ref replace
+    the old one, before that. It is placed by the next step, whose plan sees it queued.
+    """
+    moving = {p.job_id for p in plan.preemptions}
+    return tuple(p for p in plan.placements if p.job_id not in moving)
 
 
 def _log_step(report: StepReport, plan: Plan) -> None:

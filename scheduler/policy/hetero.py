@@ -18,9 +18,15 @@ from typing import Any
 
 from .base import Policy
 from .cycle import TypePrefs
+from .migrate import rebalance
 from .plan import Plan
 from .snapshot import ClusterSnapshot, JobView
 from .throughput import ThroughputTable
+
+# A move must raise the job's rate by a tenth of its best rate (a swap: the pair's sum), and
+# a running job moves at most once per 30 minutes: a restart costs its checkpoint interval.
+MIGRATE_MIN_GAIN = 0.1
+MIGRATE_MIN_RUN_S = 1800.0
 
 
 def normalized_rates(
@@ -83,8 +89,12 @@ class HeteroPolicy:
         self,
         base: str | Policy = "las",
         throughputs: ThroughputTable | Mapping[str, Any] | None = None,
+        *,
+        migrate_min_gain: float | None = MIGRATE_MIN_GAIN,
+        migrate_min_run_s: float = MIGRATE_MIN_RUN_S,
         **base_options: Any,
     ) -> None:
+        """`migrate_min_gain`: see `migrate.rebalance` (None: never move a running job)."""
         from .registry import make_base  # the registry imports this module
 
         self.base = make_base(base, **base_options) if isinstance(base, str) else base
@@ -95,8 +105,25 @@ class HeteroPolicy:
         else:
             self.table = ThroughputTable(throughputs)
         self.name = f"{self.base.name}+hetero"
+        self.migrate_min_gain = migrate_min_gain
+        self.migrate_min_run_s = migrate_min_run_s
 
     def plan(self, snapshot: ClusterSnapshot) -> Plan:
         order = self.base.order(snapshot)  # type: ignore[attr-defined]
         prefs = plan_type_prefs(snapshot, order, self.table)
-        return replace(self.base, type_prefs=prefs).plan(snapshot)  # type: ignore[type-var]
+        plan = replace(self.base, type_prefs=prefs).plan(snapshot)  # type: ignore[type-var]
+        if self.migrate_min_gain is None:
+            return plan
+        types = tuple(sorted({n.gpu_type for n in snapshot.nodes if n.gpu_type}))
+        norms: dict[str, dict[str, float]] = {}
+        for job in (*snapshot.queued, *(r.job for r in snapshot.running)):
+            norm = normalized_rates(self.table, job, types)
+            if norm:
+                norms[job.id] = norm
+        return rebalance(
+            snapshot,
+            plan,
+            norms,
+            min_gain=self.migrate_min_gain,
+            min_run_s=self.migrate_min_run_s,
+        )

@@ -68,6 +68,17 @@ def snapshots(draw: st.DrawFn) -> ClusterSnapshot:
 @settings(max_examples=150, deadline=None)
 @given(snap=snapshots(), name=st.sampled_from(POLICY_NAMES))
 def test_policy_invariants(snap: ClusterSnapshot, name: str) -> None:
+    check_invariants(snap, name)
+
+
+@settings(max_examples=150, deadline=None)
+@given(snap=snapshots(), name=st.sampled_from(("hetero", "fair+hetero")))
+def test_migrating_policies_keep_the_invariants(snap: ClusterSnapshot, name: str) -> None:
+    """More draws for the policies that also move running jobs (see `policy.migrate`)."""
+    check_invariants(snap, name)
+
+
+def check_invariants(snap: ClusterSnapshot, name: str) -> None:
     policy = make_policy(name)
     plan = policy.plan(snap)
     assert plan == policy.plan(snap), "same snapshot must give the same plan"
@@ -81,8 +92,10 @@ def test_policy_invariants(snap: ClusterSnapshot, name: str) -> None:
         for slot in running[pre.job_id].workers:
             free[slot.node_id] += slot.resources
 
+    preempted = {pre.job_id for pre in plan.preemptions}
     for p in plan.placements:
-        job = queued[p.job_id]  # KeyError = decision for an unknown job
+        # A running job is placed only when it moves (hetero's migration): preempted too.
+        job = queued[p.job_id] if p.job_id not in preempted else running[p.job_id].job
         assert job.workers_min <= len(p.workers) <= job.workers_max  # gang all-or-nothing
         assert [w.rank for w in p.workers] == list(range(len(p.workers)))
         used_types = set()
@@ -102,6 +115,7 @@ def test_policy_invariants(snap: ClusterSnapshot, name: str) -> None:
 
     placed = {p.job_id for p in plan.placements}
     assert len(placed) == len(plan.placements)
+    assert placed <= set(queued) | preempted  # KeyError above = an unknown job
     for job_id in queued:
         assert (job_id in placed) != (job_id in plan.pending_reasons)
         if job_id not in placed:

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 
 from commonpool.scheduler.loop import SchedulerLoop
-from commonpool.scheduler.policy import make_policy
+from commonpool.scheduler.policy import ClusterSnapshot, Placement, Plan, Preemption, make_policy
 from commonpool.scheduler.services.jobs import get_job, list_allocations, submit_job
 from commonpool.scheduler.store.models import Allocation, Node, utcnow
 from commonpool.scheduler.store.snapshot_source import load_snapshot
@@ -108,3 +108,30 @@ def test_requeued_job_waits_out_its_backoff_which_doubles_per_failure(db: Databa
     assert _loop(db).step().placed == ()  # waiting: the policy does not even see it
     later = SchedulerLoop(db, make_policy("fifo"), clock=lambda: time.time() + 31)
     assert later.step().placed == (job_id,)
+
+
+class MoveEveryRunningJob:
+    """A policy that moves each running job to the slots it holds (as `migrate` would)."""
+
+    name = "move-all"
+
+    def plan(self, snapshot: ClusterSnapshot) -> Plan:
+        running = snapshot.running
+        return Plan(
+            placements=tuple(Placement(r.job.id, r.workers) for r in running),
+            preemptions=tuple(Preemption(r.job.id, "migrating from a to b") for r in running),
+        )
+
+
+def test_a_moving_job_is_placed_again_only_after_its_old_run_is_released(db: Database) -> None:
+    with db.unit_of_work() as session:
+        online_node(session, cpus=2)
+        job_id = submit_job(session, job_spec(), actor="t").id
+    assert _loop(db).step().placed == (job_id,)
+    report = SchedulerLoop(db, MoveEveryRunningJob()).step()
+    assert report.preempted == (job_id,) and report.placed == ()
+    with db.unit_of_work(write=False) as session:
+        job = get_job(session, job_id)
+        assert (job.state, job.attempt) == ("QUEUED", 2)
+        assert list_allocations(session, job_id, active_only=True) == []
+    assert _loop(db).step().placed == (job_id,)  # the next step places its new attempt
