@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from rich.console import Console
 from rich.table import Table
@@ -41,6 +42,15 @@ from commonpool.scheduler.spec import JobSpec
 
 EXAMPLE = "synthetic_convnet"
 EPOCH_LINE = re.compile(r"samples/s (\d+)")
+
+
+class Round(NamedTuple):
+    """One paired round of one start mode: steady samples/s of each side."""
+
+    start: str
+    torchrun: float
+    pool: float
+    beside: float
 
 
 def through_pool(
@@ -92,27 +102,25 @@ def main() -> None:
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     config = {"epochs": args.epochs, "samples": args.samples}
-    rounds: list[dict[str, float]] = []
+    rounds: list[Round] = []
     for _ in range(args.rounds):
         for start in starts:
             alone = steady(through_torchrun(config)[1:])
             pool, beside = through_pool(config, start, args.agents)
-            rounds.append({"start": start, "torchrun": alone, "pool": steady(pool[1:]),
-                           "beside": steady(beside[1:])})  # fmt: skip
+            rounds.append(Round(start, alone, steady(pool[1:]), steady(beside[1:])))
     table = Table(title=f"{EXAMPLE}, 2 DDP workers (gloo, 1 CPU each), {args.agents} agent(s): "
                   "steady samples/s per paired round")
     for column in ("mode", "torchrun alone", "pool", "torchrun beside idle pool",
                    "pool / torchrun", "pool / beside"):
         table.add_column(column)
     for r in rounds:
-        table.add_row(r["start"], f"{r['torchrun']:.0f}", f"{r['pool']:.0f}", f"{r['beside']:.0f}",
-                      f"{r['pool'] / r['torchrun']:.3f}", f"{r['pool'] / r['beside']:.3f}")
+        table.add_row(r.start, f"{r.torchrun:.0f}", f"{r.pool:.0f}", f"{r.beside:.0f}",
+                      f"{r.pool / r.torchrun:.3f}", f"{r.pool / r.beside:.3f}")
     Console().print(table)
-    ratios = {s: statistics.median(r["pool"] / r["torchrun"] for r in rounds if r["start"] == s)
+    ratios = {s: statistics.median(r.pool / r.torchrun for r in rounds if r.start == s)
               for s in starts}  # fmt: skip
     beside_ratios = {
-        s: statistics.median(r["pool"] / r["beside"] for r in rounds if r["start"] == s)
-        for s in starts
+        s: statistics.median(r.pool / r.beside for r in rounds if r.start == s) for s in starts
     }
     for start in starts:
         Console().print(f"pool ({start}) / torchrun = {ratios[start]:.3f}, median of "
@@ -120,7 +128,8 @@ def main() -> None:
                         f"pool's daemons = {beside_ratios[start]:.3f} (the job path alone)")
     print(json.dumps({"benchmark": "ddp_throughput", "example": EXAMPLE, **config,
                       "agents": args.agents, "ratio": ratios,
-                      "ratio_vs_torchrun_beside_idle_pool": beside_ratios, "rounds": rounds}))
+                      "ratio_vs_torchrun_beside_idle_pool": beside_ratios,
+                      "rounds": [r._asdict() for r in rounds]}))
 
 
 if __name__ == "__main__":

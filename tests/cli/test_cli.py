@@ -117,3 +117,12 @@ def test_job_shows_where_its_checkpoints_are(live_server, db) -> None:  # type: 
         session.get(Job, job_id).checkpoint_uri = f"/srv/cp/checkpoints/{job_id}"
     shown = run(live_server.url, "job", job_id).stdout
     assert f"checkpoints: /srv/cp/checkpoints/{job_id}" in shown
+
+
+def test_up_refuses_an_unknown_ddp_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused while parsing its options: no Ray, no server, exit 2 naming the choices."""
+    monkeypatch.setenv("COMMONPOOL_STATE_DIR", str(tmp_path))
+    refused = run(None, "up", "--ddp-start", "lukewarm", check=False)
+    assert refused.returncode == 2
+    assert "lukewarm" in refused.stderr and "trainer" in refused.stderr
+    assert not any(tmp_path.iterdir())  # nothing started, nothing written

@@ -70,15 +70,3 @@ def test_up_ddp_start_warm_starts_ddp_jobs_warm(tmp_path: Path) -> None:
             up.kill()
             up.wait()
 
-
-def test_up_refuses_an_unknown_ddp_start(tmp_path: Path) -> None:
-    env = {**os.environ, "COMMONPOOL_STATE_DIR": str(tmp_path), "COLUMNS": "200"}
-    refused = subprocess.run(
-        [sys.executable, "-m", "commonpool", "up", "--ddp-start", "lukewarm"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert refused.returncode == 2
-    assert "lukewarm" in refused.stderr and "trainer" in refused.stderr
