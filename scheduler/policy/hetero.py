@@ -116,7 +116,12 @@ class HeteroPolicy:
             return plan
         types = tuple(sorted({n.gpu_type for n in snapshot.nodes if n.gpu_type}))
         norms: dict[str, dict[str, float]] = {}
-        for job in (*snapshot.queued, *(r.job for r in snapshot.running)):
+        placed = {p.job_id for p in plan.placements}
+        holders = (
+            *(j for j in snapshot.queued if j.id in placed),
+            *(r.job for r in snapshot.running),
+        )
+        for job in holders:  # only jobs holding slots may move: not the whole queue
             norm = normalized_rates(self.table, job, types)
             if norm:
                 norms[job.id] = norm

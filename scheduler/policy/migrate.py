@@ -136,8 +136,7 @@ def _swaps(
 def _may_use(h: _Holder, workers: tuple[WorkerSlot, ...], pool: FreePool) -> bool:
     """Whether ``h``'s job may run on these slots' nodes (its label selector)."""
     return all(
-        labels_match(pool.nodes[pool.index_of[w.node_id]], h.job.label_selector)
-        for w in workers
+        labels_match(pool.nodes[pool.index_of[w.node_id]], h.job.label_selector) for w in workers
     )
 
 
@@ -184,9 +183,7 @@ def _renumber(workers: tuple[WorkerSlot, ...], job: JobView) -> tuple[WorkerSlot
 def _with_moves(plan: Plan, moved: list[_Holder], snapshot: ClusterSnapshot) -> Plan:
     if not moved:
         return plan
-    old_type = {
-        run.job.id: run.workers[0].node_id for run in snapshot.running if run.workers
-    }
+    old_type = {run.job.id: run.workers[0].node_id for run in snapshot.running if run.workers}
     gpu_type_of = {n.id: n.gpu_type for n in snapshot.nodes}
     placements = {p.job_id: p for p in plan.placements}
     preemptions = list(plan.preemptions)

@@ -12,10 +12,12 @@ from commonpool.scheduler.policy.throughput import ThroughputTable
 
 from .builders import job, node, snapshot
 
-TABLE = ThroughputTable({
-    "fast-on-v100": {1: {"k80": 1.0, "v100": 10.0}},
-    "indifferent": {1: {"k80": 4.0, "v100": 5.0}},
-})
+TABLE = ThroughputTable(
+    {
+        "fast-on-v100": {1: {"k80": 1.0, "v100": 10.0}},
+        "indifferent": {1: {"k80": 4.0, "v100": 5.0}},
+    }
+)
 HOUR = 3600.0
 
 
@@ -50,8 +52,9 @@ def test_jobs_swap_types_when_the_pair_gains() -> None:
 
 def test_a_job_moves_to_free_capacity_of_a_faster_type() -> None:
     speedy = job("speedy", 1, job_type="fast-on-v100")
-    snap = snapshot([node("k", 1, "k80", free_gpus=0), node("v", 1, "v100")], [],
-                    running=(on(speedy, "k"),))
+    snap = snapshot(
+        [node("k", 1, "k80", free_gpus=0), node("v", 1, "v100")], [], running=(on(speedy, "k"),)
+    )
     plan = make_policy("hetero", throughputs=TABLE).plan(replace(snap, now=HOUR))
     assert where(plan) == {"speedy": "v"}
     assert [p.job_id for p in plan.preemptions] == ["speedy"]
@@ -74,8 +77,10 @@ def test_a_swap_respects_label_selectors() -> None:
 
 
 def test_a_small_gain_is_not_worth_a_restart() -> None:
-    table = ThroughputTable({
-        "fast-on-v100": {1: {"k80": 9.5, "v100": 10.0}},
-        "indifferent": {1: {"k80": 4.9, "v100": 5.0}},
-    })
+    table = ThroughputTable(
+        {
+            "fast-on-v100": {1: {"k80": 9.5, "v100": 10.0}},
+            "indifferent": {1: {"k80": 4.9, "v100": 5.0}},
+        }
+    )
     assert make_policy("hetero", throughputs=table).plan(swap_snapshot()).placements == ()
