@@ -60,6 +60,7 @@ class JobRead(_Read):
     carbon: str
     carbon_suspensions: int
     regrows: int
+    policy_preemptions: int
     attempt: int
     submitted_at: datetime
     placed_at: datetime | None

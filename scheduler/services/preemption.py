@@ -2,9 +2,10 @@
 
 Two kinds, with different budgets: involuntary (the node was lost or left)
 uses up one of the job's `max_attempts`, and the job fails when none are
-left; voluntary (the policy checkpoints it, to wait for cleaner power or to
-regrow an elastic job) never fails a job, and is counted apart
-(`carbon_suspensions`, `regrows`).
+left; voluntary (the policy checkpoints it, to wait for cleaner power, to
+regrow an elastic job, to serve another job or to move it to a faster GPU
+type) never fails a job, and is counted apart (`carbon_suspensions`,
+`regrows`, `policy_preemptions`).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def preempt_job(
     release_allocations(session, job_id)
     job = session.get(Job, job_id, populate_existing=True)
     assert job is not None
-    failures = job.attempt - job.carbon_suspensions - job.regrows  # not spent on a policy's will
+    # Attempts not spent on a policy's will.
+    failures = job.attempt - job.carbon_suspensions - job.regrows - job.policy_preemptions
     if not voluntary and failures >= job.max_attempts:
         transition_job(
             session,
@@ -83,6 +85,8 @@ def preempt_job(
         extra = {"carbon_suspensions": Job.carbon_suspensions + 1}
     elif voluntary and reason.startswith("elastic:"):
         extra = {"regrows": Job.regrows + 1}
+    elif voluntary:
+        extra = {"policy_preemptions": Job.policy_preemptions + 1}
     wait = timedelta(0) if voluntary else backoff.delay(failures)
     eligible_at = utcnow() + wait if wait else None
     note = f"; eligible again in {wait.total_seconds():g} s" if wait else ""

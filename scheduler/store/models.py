@@ -272,6 +272,9 @@ class Job(Base):
     carbon_baseline_g_per_kwh: Mapped[float | None] = mapped_column(Float)
     # Times an elastic job was checkpointed to relaunch at full size (never a failed attempt).
     regrows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Times a policy requeued it for another job (LAS, fair share) or moved it to a faster
+    # GPU type: voluntary, so never a failed attempt either.
+    policy_preemptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # After a failed attempt the job waits (exponential backoff) before it is placed again.
     eligible_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

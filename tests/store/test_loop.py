@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
 from commonpool.scheduler.loop import SchedulerLoop
@@ -71,7 +72,17 @@ def test_expired_lease_loses_node_and_requeues_its_job(db: Database) -> None:
         assert active == 0
 
 
-def test_regrow_is_voluntary_and_never_spends_an_attempt(db: Database) -> None:
+@pytest.mark.parametrize(
+    ("reason", "counter"),
+    [
+        ("elastic: growing from 1 to 2 workers", "regrows"),
+        ("preempted by job j2: more attained service (LAS queue > 0)", "policy_preemptions"),
+        ("migrating from k80 to v100: it runs faster there", "policy_preemptions"),
+    ],
+)
+def test_a_policy_preemption_is_voluntary_and_never_spends_an_attempt(
+    db: Database, reason: str, counter: str
+) -> None:
     from commonpool.scheduler.services.preemption import RequeueBackoff, preempt_job
 
     now = RequeueBackoff(0, 0)
@@ -80,13 +91,12 @@ def test_regrow_is_voluntary_and_never_spends_an_attempt(db: Database) -> None:
         job_id = submit_job(session, job_spec(max_attempts=2), actor="t").id
     _loop(db).step()
     with db.unit_of_work() as session:
-        preempt_job(session, job_id, reason="elastic: growing from 1 to 2 workers",
-                    voluntary=True)
+        preempt_job(session, job_id, reason=reason, voluntary=True)
     _loop(db).step()
     with db.unit_of_work() as session:
         assert preempt_job(session, job_id, reason="node lost", backoff=now) == "QUEUED"
         job = get_job(session, job_id)
-        assert (job.attempt, job.regrows, job.carbon_suspensions) == (3, 1, 0)
+        assert (job.attempt, getattr(job, counter), job.carbon_suspensions) == (3, 1, 0)
     _loop(db).step()
     with db.unit_of_work() as session:
         assert preempt_job(session, job_id, reason="node lost", backoff=now) == "FAILED"

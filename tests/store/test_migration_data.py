@@ -220,6 +220,7 @@ ADDED_DEFAULTS: dict[str, dict[str, Any]] = {
         "carbon_suspensions": 0,
         "log_bytes": 0,
         "regrows": 0,
+        "policy_preemptions": 0,
         "eligible_at": None,
         "kind": "ddp",
         "command": None,
