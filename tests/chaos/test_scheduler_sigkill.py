@@ -46,6 +46,7 @@ FULL_SCALE = (5000, 50)  # (jobs, SIGKILLs): the reliability issue's figures
 SQLITE_BESIDE_POSTGRES = (1500, 15)
 NODES, CPUS_PER_NODE = 2, 32
 BACKLOG = 200  # queued jobs kept ahead of the scheduler while submissions stream in
+LAST_BATCH = 100  # jobs per submission; the last batch is held back until the last kill
 DEADLINE_S = 540  # under pytest's 600 s timeout
 HEARTBEAT_S = 10  # the test renews the nodes' leases as their agents would
 FINAL = [s.value for s in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)]
@@ -186,8 +187,11 @@ def test_scheduler_sigkills_lose_no_job_and_run_none_twice(
                 checked_at = now
             counts = _counts(db)
             done = sum(counts[s] for s in FINAL)
-            if submitted < n_jobs and counts[JobState.QUEUED.value] < BACKLOG:
-                batch = min(100, n_jobs - submitted)
+            # The last batch waits for the last kill, so every kill lands while jobs flow
+            # (a fast drain once finished the jobs before the last kill was due).
+            held = 0 if kills == n_kills else LAST_BATCH
+            if submitted < n_jobs - held and counts[JobState.QUEUED.value] < BACKLOG:
+                batch = min(LAST_BATCH, n_jobs - held - submitted)
                 _submit(db, rng, batch)
                 submitted += batch
             if submitted == n_jobs and done == n_jobs:
