@@ -52,6 +52,7 @@ class JobRead(_Read):
     memory_bytes_per_worker: int
     gpus_per_worker: int
     gpu_type: str | None
+    job_type: str | None
     label_selector: dict[str, str]
     max_runtime_s: int | None
     deadline_at: datetime | None

@@ -228,6 +228,14 @@ class JobSpec(_Strict):
         default=None, description="Defaults to the submitter; only an admin may name another."
     )
     max_runtime_s: int | None = Field(default=None, gt=0, le=MAX_RUNTIME_S)
+    job_type: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="What the job trains, as the pool's throughput table names it (e.g. "
+        "`ResNet-50 (batch size 64)`): `+hetero` policies then place it, and may move it, "
+        "where it runs fastest. Unknown names are allowed and get no preference.",
+    )
     deadline: datetime | None = None
     max_attempts: int = Field(default=3, ge=1, le=100)
     framework: Literal["torch", "tensorflow"] = Field(

@@ -99,6 +99,7 @@ def job_columns(spec: JobSpec, project: str, *, submitted_at: datetime) -> dict[
         "gpu_type": spec.resources.gpu_type,
         "label_selector": dict(spec.label_selector),
         "max_runtime_s": spec.max_runtime_s,
+        "job_type": spec.job_type,
         "deadline_at": spec.deadline,
         "max_attempts": spec.max_attempts,
         "framework": spec.framework,

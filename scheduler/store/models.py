@@ -259,6 +259,8 @@ class Job(Base):
     gpu_type: Mapped[str | None] = mapped_column(String(40))
     label_selector: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     max_runtime_s: Mapped[int | None] = mapped_column(Integer)
+    # The throughput table's name for what it trains (hetero's type preference).
+    job_type: Mapped[str | None] = mapped_column(String(100))
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     framework: Mapped[str] = mapped_column(String(16), default="torch", server_default="torch")

@@ -42,11 +42,15 @@ _QUEUED_COLUMNS = (
     Job.workers_min, Job.workers_max, Job.gpu_type, Job.priority, Job.project, Job.owner,
     Job.submitted_at, Job.deadline_at, Job.label_selector, Job.max_runtime_s, Job.carbon,
     Job.carbon_suspensions, Job.array_id, Job.array_index, Job.array_limit, Job.pending_reason,
-    Job.kind,
+    Job.kind, Job.job_type, Job.attempt,
 )
 
 
-def job_view(job: Job | Row[Any], dependencies: tuple[DependencyView, ...] = ()) -> JobView:
+def job_view(
+    job: Job | Row[Any],
+    dependencies: tuple[DependencyView, ...] = (),
+    attained_service_s: float = 0.0,
+) -> JobView:
     return JobView(
         id=job.id,
         per_worker=Resources(job.cpus_per_worker, job.memory_bytes_per_worker, job.gpus_per_worker),
@@ -67,7 +71,30 @@ def job_view(job: Job | Row[Any], dependencies: tuple[DependencyView, ...] = ())
         array_limit=job.array_limit,
         dependencies=dependencies,
         preemptible=job.kind != "service",  # see JobView.preemptible
+        job_type=job.job_type,
+        attained_service_s=attained_service_s,
     )
+
+
+def _worker_weight(gpus: int) -> int:
+    """A worker's share of attained service per second: its GPUs, or 1 for a CPU worker
+    (LAS counts GPU-seconds, worker-seconds for CPU jobs, as the simulator does)."""
+    return gpus or 1
+
+
+def served_before(session: Session, job_ids: Iterable[str]) -> dict[str, float]:
+    """Attained service of the jobs' ended attempts, from their released allocations."""
+    served: dict[str, float] = defaultdict(float)
+    for batch in id_batches(list(job_ids)):
+        rows = session.execute(
+            select(
+                Allocation.job_id, Allocation.created_at, Allocation.released_at, Allocation.gpus
+            ).where(Allocation.job_id.in_(batch), Allocation.released_at.is_not(None))
+        )
+        for job_id, created_at, released_at, gpus in rows:
+            seconds = max(0.0, (released_at - created_at).total_seconds())
+            served[job_id] += _worker_weight(gpus) * seconds
+    return served
 
 
 # A row's version for the cache: `updated_at` as the driver returns it (SQLite: text),
@@ -97,8 +124,11 @@ class QueueCache:
             rows = session.execute(
                 select(*_QUEUED_COLUMNS, _VERSION).where(Job.id.in_(batch))
             ).all()
+            # A requeued job keeps the service its earlier attempts attained (LAS).
+            served = served_before(session, [row.id for row in rows if row.attempt > 1])
             for row in rows:
-                self._views[row.id] = (row.version, job_view(row))
+                view = job_view(row, attained_service_s=served.get(row.id, 0.0))
+                self._views[row.id] = (row.version, view)
             self._dependent.update(session.scalars(
                 select(JobDependency.job_id).where(JobDependency.job_id.in_(batch)).distinct()
             ))  # fmt: skip
@@ -234,7 +264,7 @@ def load_snapshot(
             replace(view, dependencies=dependencies[view.id]) if view.id in dependencies else view
             for view in views
         ),
-        running=_running(session),
+        running=_running(session, now),
         carbon_forecast=dict(forecasts({n.region for n in nodes if n.region}, now))
         if forecasts
         else {},
@@ -270,7 +300,7 @@ def _dependencies(
     return {job_id: tuple(v) for job_id, v in views.items()}
 
 
-def _running(session: Session) -> tuple[RunningJobView, ...]:
+def _running(session: Session, now: float) -> tuple[RunningJobView, ...]:
     rows = session.execute(
         select(Job, Allocation)
         .join(Allocation, (Allocation.job_id == Job.id) & Allocation.released_at.is_(None))
@@ -279,8 +309,11 @@ def _running(session: Session) -> tuple[RunningJobView, ...]:
     ).all()
     slots: dict[str, list[WorkerSlot]] = defaultdict(list)
     jobs: dict[str, Job] = {}
+    served = served_before(session, {job.id for job, _ in rows if job.attempt > 1})
     for job, alloc in rows:
         jobs[job.id] = job
+        running_s = max(0.0, now - alloc.created_at.timestamp())
+        served[job.id] += _worker_weight(alloc.gpus) * running_s
         slots[job.id].append(
             WorkerSlot(
                 alloc.node_id, alloc.rank, Resources(alloc.cpus, alloc.memory_bytes, alloc.gpus)
@@ -288,7 +321,7 @@ def _running(session: Session) -> tuple[RunningJobView, ...]:
         )
     return tuple(
         RunningJobView(
-            job=job_view(job),
+            job=job_view(job, attained_service_s=served[job_id]),
             workers=tuple(slots[job_id]),
             started_at=(job.started_at or job.placed_at or job.submitted_at).timestamp(),
         )

@@ -4,8 +4,8 @@ One pool and one queue are built twice: as rows in a real database (read back by
 loop's ``load_snapshot``) and as the simulator's world (a trace and a cluster spec). Over two
 cycles - an empty pool, then a partly busy one after more jobs arrive - the snapshots agree
 on every field both sources fill in, and each policy's plans agree once ids are mapped.
-``+hetero`` is not compared: the live store does not record a job's model type yet, so a
-live job has no throughput row and hetero falls back to the base policy there.
+Live jobs name their model type (``job_type``), so ``+hetero`` policies find the same
+throughput rows as in the simulator.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ FIRST = [("ResNet-18 (batch size 64)", 4, 1e9), ("LM (batch size 20)", 8, 1e9),
          ("Transformer (batch size 32)", 2, 1e9), ("ResNet-18 (batch size 64)", 1, 1e9)]
 SECOND = [("LM (batch size 20)", 2, 1e15), ("Transformer (batch size 32)", 4, 1e15),
           ("ResNet-18 (batch size 64)", 1, 1e15)]
-POLICIES = ["fifo", "backfill", "las", "fair"]
+POLICIES = ["fifo", "backfill", "las", "fair", "fifo+hetero", "backfill+hetero", "hetero",
+            "fair+hetero"]
 
 
 def project_of(job_type: str) -> str:
@@ -84,7 +85,8 @@ def live_cycles(db: Database, name: str) -> tuple[list[tuple[ClusterSnapshot, Pl
     def submit(session: Any, batch: list[tuple[str, int, float]]) -> None:
         for job_type, gpus, _ in batch:
             spec = job_spec(name=f"j{len(jobs)}", project=project_of(job_type), workers=gpus,
-                            resources={"cpus": 4, "memory_bytes": 64 * GIB, "gpus": 1})
+                            resources={"cpus": 4, "memory_bytes": 64 * GIB, "gpus": 1},
+                            job_type=job_type)
             jobs[submit_job(session, spec, actor="t").id] = str(len(jobs))
             time.sleep(0.002)  # distinct submit times, so FIFO order is submission order
 
@@ -129,13 +131,13 @@ def canonical_plan(plan: Plan, nodes: dict[str, str] | None = None,
 
 def canonical_snapshot(snap: ClusterSnapshot, nodes: dict[str, str] | None = None,
                        jobs: dict[str, str] | None = None) -> dict[str, Any]:
-    """The fields both sources fill in (the live store has no job type or attained service)."""
+    """The fields both sources fill in (attained service differs: the live clock is fixed)."""
     n = nodes or {}
     j = jobs or {}
 
     def job(v: Any) -> tuple:
         return (j.get(v.id, v.id), v.per_worker, v.workers_min, v.workers_max, v.gpu_type,
-                v.priority, v.project, tuple(sorted(v.label_selector.items())))
+                v.priority, v.project, tuple(sorted(v.label_selector.items())), v.job_type)
 
     return {
         "nodes": [(n.get(x.id, x.id), x.total, x.free, x.gpu_type, dict(x.labels),

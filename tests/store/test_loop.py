@@ -145,3 +145,49 @@ def test_a_moving_job_is_placed_again_only_after_its_old_run_is_released(db: Dat
         assert (job.state, job.attempt) == ("QUEUED", 2)
         assert list_allocations(session, job_id, active_only=True) == []
     assert _loop(db).step().placed == (job_id,)  # the next step places its new attempt
+
+
+def _started_ago(db: Database, job_id: str, seconds: float) -> None:
+    """Pretend the job's active allocations were taken `seconds` ago."""
+    with db.unit_of_work() as session:
+        session.execute(
+            update(Allocation)
+            .where(Allocation.job_id == job_id, Allocation.released_at.is_(None))
+            .values(created_at=utcnow() - timedelta(seconds=seconds))
+        )
+
+
+def test_live_snapshot_counts_attained_service_across_attempts(db: Database) -> None:
+    from commonpool.scheduler.services.preemption import preempt_job
+
+    with db.unit_of_work() as session:
+        online_node(session, cpus=4, gpus=2, gpu_type="v100")
+        gpu = submit_job(session, job_spec(workers=2, resources={"cpus": 1, "gpus": 1}),
+                         actor="t").id
+    _loop(db).step()
+    _started_ago(db, gpu, 600)
+    with db.unit_of_work() as session:  # attempt 1 ran 10 min on 2 GPUs
+        preempt_job(session, gpu, reason="preempted by job x", voluntary=True)
+    with db.unit_of_work(write=False) as session:
+        (queued,) = load_snapshot(session, now=time.time()).queued
+    assert queued.attained_service_s == pytest.approx(2 * 600, abs=5)
+    _loop(db).step()
+    _started_ago(db, gpu, 300)
+    with db.unit_of_work(write=False) as session:
+        (running,) = load_snapshot(session, now=time.time()).running
+    assert running.job.attained_service_s == pytest.approx(2 * 600 + 2 * 300, abs=5)
+
+
+def test_live_las_preempts_a_long_served_job_for_a_new_one(db: Database) -> None:
+    with db.unit_of_work() as session:
+        online_node(session, cpus=2)
+        long_job = submit_job(session, job_spec(resources={"cpus": 2}), actor="t").id
+    las = SchedulerLoop(db, make_policy("las"))
+    assert las.step().placed == (long_job,)
+    _started_ago(db, long_job, 2 * 3600)  # past LAS's first threshold (1 worker-hour)
+    with db.unit_of_work() as session:
+        new_job = submit_job(session, job_spec(resources={"cpus": 2}), actor="t").id
+    report = las.step()
+    assert report.preempted == (long_job,) and report.placed == (new_job,)
+    with db.unit_of_work(write=False) as session:
+        assert get_job(session, long_job).policy_preemptions == 1

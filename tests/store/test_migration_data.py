@@ -221,6 +221,7 @@ ADDED_DEFAULTS: dict[str, dict[str, Any]] = {
         "log_bytes": 0,
         "regrows": 0,
         "policy_preemptions": 0,
+        "job_type": None,
         "eligible_at": None,
         "kind": "ddp",
         "command": None,
