@@ -16,7 +16,9 @@ snapshot (``ClusterSnapshot.carbon_forecast``), so it stays pure. One cycle, in 
    threshold, with a reason such as ``waiting for cleaner power, expected start 03:00 UTC
    in GB, saves ~40% (deadline ...)``; otherwise it is released to the base.
 3. **Urgent first**: flexible jobs at their latest start are placed before the base runs
-   (earliest deadline first), checkpointing flexible jobs with slack if needed.
+   (earliest deadline first), checkpointing flexible jobs with slack if needed and, as a
+   last resort, inflexible ones; running flexible jobs without slack are not the base's
+   to preempt, and released jobs the base leaves waiting are reviewed at their latest start.
 4. **Cleaner regions first**: nodes are offered cleanest region (intensity now) first, so
    within a GPU type - equal throughput - the base's fit lands in the cleaner region. The
    type choice itself (fit, ``+hetero``) is left alone: throughput before carbon.
@@ -230,7 +232,10 @@ class CarbonPolicy:
                 f"{clock_text(job.deadline or 0.0, now, snapshot.epoch_offset_s)})")
 
         # 4. urgent flexible jobs take capacity first, earliest deadline first; if the pool
-        # is full they may checkpoint flexible jobs that still have slack (never inflexible)
+        # is full they may checkpoint flexible jobs that still have slack, and as a last
+        # resort inflexible ones (youngest first): waiting must never cost a deadline that
+        # running at once would have met, and the capacity it takes back is what the job
+        # would have used had it not waited.
         placed: list[Placement] = []
         yielded: dict[str, Preemption] = {}
         if urgent:
@@ -239,10 +244,18 @@ class CarbonPolicy:
                 (r for r in snap.running if is_flexible(r.job)
                  and not self.outlook(r.job, self._regions(r.job, totals), grid).must_run),
                 key=lambda r: (-self.latest_start(r.job), r.job.id))
+            inflexible = sorted((r for r in snap.running if not is_flexible(r.job)),
+                                key=lambda r: (-r.started_at, r.job.id))
             for job in sorted(urgent, key=lambda j: (j.deadline, j.id)):
-                p = cycle.try_place(job) or cycle.place_with_victims(
-                    job, slack, f"deadline: checkpointed for deadline-critical job {job.id} "
-                                f"(this job still has slack)")
+                p = (
+                    cycle.try_place(job)
+                    or cycle.place_with_victims(
+                        job, slack, f"deadline: checkpointed for deadline-critical job "
+                                    f"{job.id} (this job still has slack)")
+                    or cycle.place_with_victims(
+                        job, inflexible, f"deadline: checkpointed for deadline-critical job "
+                                         f"{job.id}, which waited for cleaner power")
+                )
                 if p is not None:
                     placed.append(p)
             yielded = dict(cycle.preemptions)
@@ -253,7 +266,18 @@ class CarbonPolicy:
                     for i, n in enumerate(pool.nodes)), running=tuple(
                     r for r in snap.running if r.job.id not in yielded))
         done = {p.job_id for p in placed} | set(deferred)
-        base_snap = replace(snap, queued=tuple(j for j in snap.queued if j.id not in done))
+        # A running flexible job with no slack left is not the base's to preempt (LAS would
+        # demote a long one for newcomers): it has already spent its waiting on clean power.
+        running = tuple(
+            replace(r, job=replace(r.job, preemptible=False))
+            if r.job.preemptible and is_flexible(r.job)
+            and self.outlook(r.job, self._regions(r.job, totals), grid).must_run
+            else r
+            for r in snap.running
+        )
+        base_snap = replace(
+            snap, queued=tuple(j for j in snap.queued if j.id not in done), running=running
+        )
 
         # 5. the base policy on what is left
         plan = self.base.plan(base_snap)
@@ -263,6 +287,13 @@ class CarbonPolicy:
                 reasons[job.id] = f"deadline-critical, no cleaner window left; {reasons[job.id]}"
         if plan.review_at is not None:
             review.append(plan.review_at)
+        # A flexible job released to the base that the base leaves waiting (e.g. behind a
+        # strict FIFO head) is looked at again at its latest start, when it becomes urgent.
+        started = {p.job_id for p in plan.placements}
+        review.extend(
+            self.latest_start(job) for job in base_snap.queued
+            if is_flexible(job) and job.id not in started
+        )
         return Plan(
             (*placed, *plan.placements),
             (*suspended.values(), *yielded.values(), *plan.preemptions), reasons,

@@ -84,6 +84,52 @@ def test_job_past_its_latest_start_runs_now_even_if_dirty() -> None:
     assert [p.job_id for p in make_policy("fifo+carbon").plan(snap).placements] == ["u"]
 
 
+def test_a_full_pool_of_inflexible_work_yields_to_a_job_at_its_latest_start() -> None:
+    """Waiting must not cost the deadline: the youngest inflexible job is checkpointed."""
+    old, young = job("old", gpus=4), job("young", gpus=4)
+    running = [RunningJobView(old, (WorkerSlot("gb", 0, old.per_worker),), started_at=-5 * H),
+               RunningJobView(young, (WorkerSlot("de", 0, young.per_worker),), started_at=-H)]
+    nodes = [node("gb", free_gpus=0, region="GB"), node("de", free_gpus=0, region="DE")]
+    urgent = flexible("u", gpus=4, runtime_h=2.0, deadline_h=4.0)
+    plan = make_policy("fifo+carbon").plan(
+        carbon_snapshot([urgent], nodes=nodes, running=running))
+    assert [p.job_id for p in plan.placements] == ["u"]
+    (pre,) = plan.preemptions
+    assert pre.job_id == "young" and "deadline-critical job u" in pre.reason
+    assert make_policy("fifo").plan(carbon_snapshot([urgent], nodes=nodes, running=running)) \
+        .preemptions == ()  # the base alone never preempts
+
+
+def test_a_running_flexible_job_without_slack_is_not_the_bases_to_preempt() -> None:
+    """LAS would demote it (10 GPU-hours attained) for a newcomer; its deadline forbids."""
+    served = dict(attained_service_s=20 * H)
+    tight = RunningJobView(flexible("t", gpus=4, runtime_h=2.0, deadline_h=4.0, **served),
+                           (WorkerSlot("gb", 0, job("x", gpus=4).per_worker),), started_at=-H)
+    loose = replace(tight, job=flexible("t", gpus=4, runtime_h=2.0, deadline_h=40.0, **served))
+    nodes = [node("gb", free_gpus=0, region="GB")]
+    newcomer = job("new", gpus=4)
+    for run, preempted in ((tight, []), (loose, ["t"])):
+        plan = make_policy("las+carbon").plan(
+            carbon_snapshot([newcomer], nodes=nodes, running=[run], now=0.0))
+        assert [p.job_id for p in plan.preemptions] == preempted
+
+
+def test_a_released_job_the_base_leaves_waiting_is_reviewed_at_its_latest_start() -> None:
+    # Clean now (GB dips 6-12 h), so the layer releases f to FIFO, whose head blocks it.
+    f = flexible("f", runtime_h=1.0, deadline_h=20.0, submitted_at=2.0)
+    busy = job("busy", gpus=4)
+    running = [RunningJobView(busy, (WorkerSlot("de", 0, busy.per_worker),), started_at=0.0)]
+    nodes = [node("gb", region="GB"), node("de", free_gpus=0, region="DE")]
+    snap = carbon_snapshot([job("head", gpus=4, workers=2, submitted_at=1.0), f], nodes=nodes,
+                           running=running, now=7 * H)
+    policy = CarbonPolicy("fifo")
+    plan = policy.plan(snap)
+    assert plan.placements == () and "strict FIFO" in plan.pending_reasons["f"]
+    assert plan.review_at == policy.latest_start(f)
+    later = policy.plan(replace(snap, now=policy.latest_start(f)))
+    assert [p.job_id for p in later.placements] == ["f"]
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     runtime_h=st.floats(0.2, 20.0), slack_h=st.floats(0.0, 40.0), start_h=st.integers(0, 40),
