@@ -239,6 +239,19 @@ def job(job_id: str = typer.Argument(..., help="Job id."), as_json: bool = JsonO
         f" {info.gpus_per_worker} gpus{' ' + info.gpu_type if info.gpu_type else ''}"
     )
     c.print(f"  project {info.project}  owner {info.owner}  priority {info.priority}")
+    if info.job_type:
+        c.print(f"  job type {escape(info.job_type)}")
+    voluntary = [
+        f"{count} {why}"
+        for count, why in (
+            (info.policy_preemptions, "by the policy"),
+            (info.carbon_suspensions, "for cleaner power"),
+            (info.regrows, "to regrow"),
+        )
+        if count
+    ]
+    if voluntary:
+        c.print(f"  requeued {', '.join(voluntary)} (no attempt spent)")
     if info.pending_reason:
         c.print(f"  waiting: {info.pending_reason}")
     if info.exit_reason:

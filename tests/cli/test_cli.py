@@ -119,6 +119,21 @@ def test_job_shows_where_its_checkpoints_are(live_server, db) -> None:  # type: 
     assert f"checkpoints: /srv/cp/checkpoints/{job_id}" in shown
 
 
+def test_job_shows_its_type_and_voluntary_requeues(live_server, db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from commonpool.scheduler.store.models import Job
+
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text("name: typed\nentrypoint: m:train\njob_type: ResNet-50 (batch size 64)\n")
+    job_id = json.loads(run(live_server.url, "submit", str(job_file), "--json").stdout)["id"]
+    shown = run(live_server.url, "job", job_id).stdout
+    assert "job type ResNet-50 (batch size 64)" in shown and "requeued" not in shown
+    with db.unit_of_work() as session:  # what two LAS preemptions and a regrow leave
+        job = session.get(Job, job_id)
+        job.policy_preemptions, job.regrows = 2, 1
+    shown = run(live_server.url, "job", job_id).stdout
+    assert "requeued 2 by the policy, 1 to regrow (no attempt spent)" in shown
+
+
 def test_up_refuses_an_unknown_ddp_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Refused while parsing its options: no Ray, no server, exit 2 naming the choices."""
     monkeypatch.setenv("COMMONPOOL_STATE_DIR", str(tmp_path))
