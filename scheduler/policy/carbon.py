@@ -238,11 +238,12 @@ class CarbonPolicy:
         # would have used had it not waited.
         placed: list[Placement] = []
         yielded: dict[str, Preemption] = {}
+        no_slack = {r.job.id for r in snap.running if is_flexible(r.job)
+                    and self.outlook(r.job, self._regions(r.job, totals), grid).must_run}
         if urgent:
             cycle = Cycle(snap)
             slack = sorted(
-                (r for r in snap.running if is_flexible(r.job)
-                 and not self.outlook(r.job, self._regions(r.job, totals), grid).must_run),
+                (r for r in snap.running if is_flexible(r.job) and r.job.id not in no_slack),
                 key=lambda r: (-self.latest_start(r.job), r.job.id))
             inflexible = sorted((r for r in snap.running if not is_flexible(r.job)),
                                 key=lambda r: (-r.started_at, r.job.id))
@@ -270,8 +271,7 @@ class CarbonPolicy:
         # demote a long one for newcomers): it has already spent its waiting on clean power.
         running = tuple(
             replace(r, job=replace(r.job, preemptible=False))
-            if r.job.preemptible and is_flexible(r.job)
-            and self.outlook(r.job, self._regions(r.job, totals), grid).must_run
+            if r.job.preemptible and r.job.id in no_slack
             else r
             for r in snap.running
         )

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from .fit import Alloc, FreePool
 from .plan import Placement, Plan, Preemption
 from .reasons import explain_no_fit
-from .snapshot import ClusterSnapshot, JobView, RunningJobView, WorkerSlot
+from .snapshot import ClusterSnapshot, JobView, RunningJobView
 
 TypePrefs = Sequence[str | None]
 
@@ -90,13 +90,7 @@ class Cycle:
 
     def commit(self, job: JobView, alloc: Alloc) -> Placement:
         """Take the allocation and record the placement with ranks 0..n-1."""
-        slots: list[WorkerSlot] = []
-        for i, count in alloc:
-            node_id = self.pool.nodes[i].id
-            for _ in range(count):
-                slots.append(WorkerSlot(node_id, len(slots), job.per_worker))
-            self.pool.take(i, job.per_worker.scaled(count))
-        placement = Placement(job.id, tuple(slots))
+        placement = Placement(job.id, self.pool.take_slots(alloc, job.per_worker))
         self.placements[job.id] = placement
         self.reasons.pop(job.id, None)
         return placement

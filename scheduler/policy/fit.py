@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .snapshot import JobView, NodeView, Resources
+from .snapshot import JobView, NodeView, Resources, WorkerSlot
 
 CPU_BUCKETS = 257  # nodes with more free cpus than this share the last bucket
 Alloc = list[tuple[int, int]]  # (node index, workers on that node)
@@ -84,6 +84,16 @@ class FreePool:
     def take(self, i: int, res: Resources) -> None:
         """Reserve ``res`` on node ``i``."""
         self._adjust(i, res, -1)
+
+    def take_slots(self, alloc: Alloc, per_worker: Resources) -> tuple[WorkerSlot, ...]:
+        """Reserve an allocation's workers; their slots with ranks 0..n-1 in node order."""
+        slots: list[WorkerSlot] = []
+        for i, count in alloc:
+            node_id = self.nodes[i].id
+            for _ in range(count):
+                slots.append(WorkerSlot(node_id, len(slots), per_worker))
+            self.take(i, per_worker.scaled(count))
+        return tuple(slots)
 
     def release(self, i: int, res: Resources) -> None:
         """Give ``res`` back to node ``i`` (a preempted worker, held capacity, a what-if)."""

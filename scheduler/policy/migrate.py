@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from .fit import FreePool, labels_match
 from .plan import Placement, Plan, Preemption
-from .snapshot import ClusterSnapshot, JobView, WorkerSlot
+from .snapshot import ClusterSnapshot, JobView, NodeView, WorkerSlot
 
 NormalisedRates = Mapping[str, Mapping[str, float]]  # job id -> gpu type -> rate / best rate
 
@@ -37,8 +37,9 @@ class _Holder:
 
     job: JobView
     workers: tuple[WorkerSlot, ...]
-    gpu_type: str
+    gpu_type: str  # where it is now; `origin` is where the base plan left it
     running: bool
+    origin: str = ""
     moved: bool = False
 
     def shape(self, node_of: Mapping[str, int]) -> tuple:
@@ -66,13 +67,13 @@ def rebalance(
         a.moved = b.moved = True
     for h in sorted(holders, key=lambda h: h.job.id):
         _move_to_free(h, norms[h.job.id], pool, min_gain)
-    return _with_moves(plan, [h for h in holders if h.moved], snapshot)
+    return _with_moves(plan, [h for h in holders if h.moved])
 
 
 def _holders(
     snapshot: ClusterSnapshot,
     plan: Plan,
-    nodes: Mapping[str, object],
+    nodes: Mapping[str, NodeView],
     norms: NormalisedRates,
     min_run_s: float,
 ) -> list[_Holder]:
@@ -89,10 +90,10 @@ def _holders(
     out.extend(_Holder(queued[p.job_id], p.workers, "", False) for p in plan.placements)
     kept: list[_Holder] = []
     for h in out:
-        types = {getattr(nodes.get(w.node_id), "gpu_type", None) for w in h.workers}
+        types = {nodes[w.node_id].gpu_type if w.node_id in nodes else None for w in h.workers}
         gpu_type = types.pop() if len(types) == 1 else None
         if gpu_type is not None and norms.get(h.job.id) and gpu_type in norms[h.job.id]:
-            h.gpu_type = gpu_type
+            h.gpu_type = h.origin = gpu_type
             kept.append(h)
     return kept
 
@@ -166,12 +167,7 @@ def _move_to_free(h: _Holder, norm: Mapping[str, float], pool: FreePool, min_gai
             continue  # an elastic job does not shrink to move
         for w in h.workers:
             pool.release(pool.index_of[w.node_id], w.resources)
-        slots: list[WorkerSlot] = []
-        for i, count in alloc:
-            pool.take(i, h.job.per_worker.scaled(count))
-            for _ in range(count):
-                slots.append(WorkerSlot(pool.nodes[i].id, len(slots), h.job.per_worker))
-        h.workers, h.gpu_type, h.moved = tuple(slots), gpu_type, True
+        h.workers, h.gpu_type, h.moved = pool.take_slots(alloc, h.job.per_worker), gpu_type, True
         return
 
 
@@ -180,18 +176,14 @@ def _renumber(workers: tuple[WorkerSlot, ...], job: JobView) -> tuple[WorkerSlot
     return tuple(WorkerSlot(w.node_id, rank, job.per_worker) for rank, w in enumerate(workers))
 
 
-def _with_moves(plan: Plan, moved: list[_Holder], snapshot: ClusterSnapshot) -> Plan:
+def _with_moves(plan: Plan, moved: list[_Holder]) -> Plan:
     if not moved:
         return plan
-    old_type = {run.job.id: run.workers[0].node_id for run in snapshot.running if run.workers}
-    gpu_type_of = {n.id: n.gpu_type for n in snapshot.nodes}
     placements = {p.job_id: p for p in plan.placements}
     preemptions = list(plan.preemptions)
     for h in moved:
         placements[h.job.id] = Placement(h.job.id, h.workers)
         if h.running:
-            was = gpu_type_of.get(old_type[h.job.id])
-            preemptions.append(
-                Preemption(h.job.id, f"migrating from {was} to {h.gpu_type}: it runs faster there")
-            )
+            reason = f"migrating from {h.origin} to {h.gpu_type}: it runs faster there"
+            preemptions.append(Preemption(h.job.id, reason))
     return replace(plan, placements=tuple(placements.values()), preemptions=tuple(preemptions))
