@@ -24,6 +24,7 @@ from .fifo import FifoPolicy
 from .gates import Gates
 from .hetero import HeteroPolicy
 from .las import LasPolicy
+from .srpt import SrptPolicy
 
 Factory = Callable[..., Policy]
 
@@ -32,6 +33,7 @@ _BASES: dict[str, Factory] = {
     "backfill": BackfillPolicy,
     "las": LasPolicy,
     "fair": FairPolicy,
+    "srpt": SrptPolicy,
 }
 HETERO_SUFFIX = "+hetero"
 CARBON_SUFFIX = "+carbon"

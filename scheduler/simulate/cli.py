@@ -62,6 +62,10 @@ def simulate_command(
                                   "the slowest usable type, runtime + min slack).")] = 3.0,
     min_slack_h: Annotated[float, typer.Option(
         "--min-slack-h", help="Least slack of a flexible job (hours).")] = 24.0,
+    estimate_error: Annotated[float, typer.Option(
+        "--estimate-error", min=1.0,
+        help="Runtime estimates (backfill, srpt, carbon) off by a per-job factor, "
+             "log-uniform in [1/E, E]; 1 = exact.")] = 1.0,
     compare: Annotated[bool, typer.Option(
         "--compare/--no-compare",
         help="For X+carbon also run X and report the carbon saved.")] = True,
@@ -88,7 +92,8 @@ def simulate_command(
     try:
         report = simulate(trace, policy, cluster, churn=churn, seed=seed, out=out,
                           gpus_per_node=gpus_per_node, throughputs=throughputs,
-                          regions=region_list, carbon=carbon, compare=compare)
+                          regions=region_list, carbon=carbon, compare=compare,
+                          estimate_error=estimate_error)
     except UnknownPolicyError as err:
         raise typer.BadParameter(str(err), param_hint="--policy") from err
     summary = {k: v for k, v in report.items() if not isinstance(v, list | dict)}

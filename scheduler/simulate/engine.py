@@ -93,6 +93,19 @@ class SimResult:
     contention_integral: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
+def estimate_factors(jobs: list[TraceJob], error: float, seed: int) -> dict[int, float]:
+    """Per job, how far its runtime estimate is off: log-uniform in [1/error, error].
+
+    Users' time limits are wrong by a job-specific factor that stays with the job, so the
+    factor is drawn once per job (from its own seeded stream: churn draws are unchanged).
+    """
+    if error == 1.0:
+        return {}
+    rng = random.Random(f"estimates-{seed}")
+    spread = math.log(error)
+    return {j.index: math.exp(rng.uniform(-spread, spread)) for j in jobs}
+
+
 class Simulator:
     """Runs one policy over one trace on one pool; deterministic for a seed."""
 
@@ -101,8 +114,12 @@ class Simulator:
         table: ThroughputTable, *, churn: ChurnModel | None = None, seed: int = 0,
         round_s: float = 360.0, recompute_s: float = 1920.0, preemptive: bool | None = None,
         project_of: ProjectOf | None = None, backfill_estimates: bool = True,
-        carbon: CarbonSetup | None = None,
+        carbon: CarbonSetup | None = None, estimate_error: float = 1.0,
     ) -> None:
+        """`estimate_error` e >= 1: each job's runtime estimate is its true remaining time
+        x a factor fixed per job, log-uniform in [1/e, e] (1: exact, an oracle)."""
+        if estimate_error < 1.0:
+            raise ValueError(f"estimate_error must be >= 1 (1 = exact), not {estimate_error}")
         self.trace = jobs
         self.nodes = {n.id: n for n in nodes}
         self.policy = policy
@@ -116,6 +133,7 @@ class Simulator:
             ("fifo", "backfill"))
         self.project_of = project_of or (lambda j: j.family)
         self.estimates = backfill_estimates
+        self.estimate_factor = estimate_factors(jobs, estimate_error, seed)
         self.types = sorted({n.gpu_type for n in nodes if n.gpu_type})
         self.carbon = carbon
         self.deadlines: dict[int, float] = {}
@@ -142,6 +160,8 @@ class Simulator:
         if estimate is not None and j.placement is not None and j.rate > 0:
             # running: the rate on its GPU type is known, so is the time left
             estimate = max(0.0, t.total_steps - j.progress_at(now)) / j.rate
+        if estimate is not None:
+            estimate *= self.estimate_factor.get(t.index, 1.0)
         return JobView(
             id=str(t.index), per_worker=Resources(4.0, 64 * GIB, 1), workers_min=t.gpus,
             workers_max=t.gpus, project=j.project, submitted_at=t.arrival_s,

@@ -43,7 +43,8 @@ def simulate(
     churn: str | None = None, seed: int = 0, gpus_per_node: int = 4,
     throughputs: Path | str | None = None, out: Path | None = None,
     max_jobs: int | None = None, regions: list[str] | None = None,
-    carbon: CarbonSetup | None = None, compare: bool = True, **policy_options: Any,
+    carbon: CarbonSetup | None = None, compare: bool = True, estimate_error: float = 1.0,
+    **policy_options: Any,
 ) -> dict[str, Any]:
     """Run the simulation; with ``out`` (a directory) also write ``<name>.json``/``.html``.
 
@@ -64,10 +65,11 @@ def simulate(
         sim = Simulator(
             jobs, nodes, make_policy(name, **policy_options), table,
             churn=ChurnModel.parse(churn) if churn is not None else None, seed=seed,
-            carbon=carbon,
+            carbon=carbon, estimate_error=estimate_error,
         )
         return summarize(sim, sim.run(), trace=Path(trace).name, policy=name,
-                         cluster=cluster, churn=churn, seed=seed)
+                         cluster=cluster, churn=churn, seed=seed,
+                         estimate_error=estimate_error)
 
     report = run(policy)
     key = policy.strip().lower()

@@ -319,11 +319,13 @@ def _running(session: Session, now: float) -> tuple[RunningJobView, ...]:
                 alloc.node_id, alloc.rank, Resources(alloc.cpus, alloc.memory_bytes, alloc.gpus)
             )
         )
-    return tuple(
-        RunningJobView(
-            job=job_view(job, attained_service_s=served[job_id]),
-            workers=tuple(slots[job_id]),
-            started_at=(job.started_at or job.placed_at or job.submitted_at).timestamp(),
-        )
-        for job_id, job in jobs.items()
-    )
+    views = []
+    for job_id, job in jobs.items():
+        started_at = (job.started_at or job.placed_at or job.submitted_at).timestamp()
+        view = job_view(job, attained_service_s=served[job_id])
+        end = None
+        if job.max_runtime_s:  # the limit holds per attempt: this run ends by then
+            end = started_at + job.max_runtime_s
+            view = replace(view, estimated_runtime_s=max(0.0, end - now))
+        views.append(RunningJobView(view, tuple(slots[job_id]), started_at, end))
+    return tuple(views)

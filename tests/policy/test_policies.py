@@ -59,7 +59,7 @@ def test_no_policy_preempts_a_service() -> None:
     nodes = [node("a", 4, free_gpus=0)]
     served = job("served", 4, project="a", attained_service_s=500 * 3600, preemptible=False)
     queued = [job("new", 4, project="b", submitted_at=10)]
-    for name in ("las", "fair", "hetero"):
+    for name in ("las", "fair", "hetero", "srpt"):
         snap = snapshot(nodes, queued, running=(running(served, "a"),)).__class__(
             10_000.0, tuple(nodes), tuple(queued), (running(served, "a"),)
         )
@@ -164,3 +164,30 @@ def test_cpu_only_job_prefers_cpu_nodes() -> None:
     snap = snapshot([node("g", 4), cpu], [JobView("j", Resources(8, GIB, 0))])
     (placement,) = make_policy("fifo").plan(snap).placements
     assert placement.node_ids == ("c",)
+
+
+def test_srpt_runs_the_least_remaining_work_first() -> None:
+    """Work is GPU-seconds: 10 h on 1 GPU (10 GPU-h) goes before 3 h on 4 GPUs (12)."""
+    snap = snapshot([node("a", 4)], [
+        job("wide", 4, submitted_at=1, estimated_runtime_s=3 * 3600),
+        job("narrow", 1, submitted_at=2, estimated_runtime_s=10 * 3600),
+        job("long", 4, submitted_at=0, estimated_runtime_s=100 * 3600)])
+    plan = make_policy("srpt").plan(snap)
+    assert [p.job_id for p in plan.placements] == ["narrow"]
+    assert "SRPT: ~12.0 GPU-h left" in plan.pending_reasons["wide"]
+
+
+def test_srpt_preempts_only_a_job_with_far_more_work_left() -> None:
+    new = job("new", 4, submitted_at=10, estimated_runtime_s=3600)
+    for left_h, preempted in ((1.5, False), (2.0, False), (2.5, True), (50.0, True)):
+        old = job("old", 4, estimated_runtime_s=left_h * 3600)
+        snap = snapshot([node("a", 4, free_gpus=0)], [new], running=(running(old, "a"),))
+        plan = make_policy("srpt").plan(snap)
+        assert [p.job_id for p in plan.preemptions] == (["old"] if preempted else []), left_h
+        assert [p.job_id for p in plan.placements] == (["new"] if preempted else []), left_h
+
+
+def test_srpt_ranks_jobs_without_an_estimate_by_attained_service() -> None:
+    snap = snapshot([node("a", 4)], [job("served", 4, attained_service_s=7200),
+                                     job("fresh", 4, submitted_at=99)])
+    assert [p.job_id for p in make_policy("srpt").plan(snap).placements] == ["fresh"]

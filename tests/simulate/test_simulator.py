@@ -8,6 +8,7 @@ from commonpool.scheduler.policy import make_policy
 from commonpool.scheduler.policy.throughput import ThroughputTable
 from commonpool.scheduler.simulate import ChurnModel, Simulator, parse_cluster, simulate
 from commonpool.scheduler.simulate.cli import simulate_command
+from commonpool.scheduler.simulate.engine import estimate_factors
 from commonpool.scheduler.simulate.trace import read_trace
 
 from .gavel_reference import strict_fifo_avg_jct_h
@@ -64,10 +65,30 @@ def test_churn_loses_work_since_last_checkpoint_and_is_seeded(tmp_path: Path) ->
 
 
 def test_small_trace_prefix_all_policies_complete_and_repeat() -> None:
-    for name in ("fifo", "backfill", "las", "fair", "hetero", "fifo+hetero"):
+    for name in ("fifo", "backfill", "las", "fair", "srpt", "hetero", "fifo+hetero"):
         first = simulate(SMALL, name, max_jobs=60)
         assert first["completed"] == 60
         assert first == simulate(SMALL, name, max_jobs=60)
+
+
+def test_estimates_are_off_by_a_seeded_per_job_factor() -> None:
+    jobs = read_trace(SMALL)[:200]
+    factors = estimate_factors(jobs, 4.0, seed=0)
+    assert factors == estimate_factors(jobs, 4.0, seed=0) != estimate_factors(jobs, 4.0, 1)
+    assert all(0.25 <= f <= 4.0 for f in factors.values())
+    assert min(factors.values()) < 0.5 and max(factors.values()) > 2.0  # spread, not bias
+    assert estimate_factors(jobs, 1.0, seed=0) == {}
+    with pytest.raises(ValueError, match="estimate_error"):
+        Simulator(jobs, parse_cluster("v100:4"), make_policy("srpt"),
+                  ThroughputTable.bundled(), estimate_error=0.5)
+
+
+def test_srpt_beats_fifo_even_with_estimates_four_times_off() -> None:
+    fifo = simulate(SMALL, "fifo", max_jobs=200)["avg_jct_h"]
+    exact = simulate(SMALL, "srpt", max_jobs=200)["avg_jct_h"]
+    rough = simulate(SMALL, "srpt", max_jobs=200, estimate_error=4.0)["avg_jct_h"]
+    # Philly's runtimes span orders of magnitude: a factor of 4 rarely swaps two jobs' ranks
+    assert exact < 0.8 * fifo and rough < 0.8 * fifo
 
 
 def test_cli_writes_json_and_html(tmp_path: Path) -> None:

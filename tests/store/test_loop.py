@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from commonpool.scheduler.loop import SchedulerLoop
 from commonpool.scheduler.policy import ClusterSnapshot, Placement, Plan, Preemption, make_policy
 from commonpool.scheduler.services.jobs import get_job, list_allocations, submit_job
-from commonpool.scheduler.store.models import Allocation, Node, utcnow
+from commonpool.scheduler.store.models import Allocation, Job, Node, utcnow
 from commonpool.scheduler.store.snapshot_source import load_snapshot
 from commonpool.scheduler.store.uow import Database
 from tests.builders import job_spec, online_node
@@ -191,3 +191,29 @@ def test_live_las_preempts_a_long_served_job_for_a_new_one(db: Database) -> None
     assert report.preempted == (long_job,) and report.placed == (new_job,)
     with db.unit_of_work(write=False) as session:
         assert get_job(session, long_job).policy_preemptions == 1
+
+
+def test_live_srpt_sees_a_running_jobs_time_left_and_preempts_for_a_short_job(
+    db: Database,
+) -> None:
+    """A running job's estimate is what is left of its time limit (this attempt's), not the
+    whole limit: SRPT compares it with a newcomer's, and backfill gets its expected end."""
+    with db.unit_of_work() as session:
+        online_node(session, cpus=2)
+        long_job = submit_job(
+            session, job_spec(resources={"cpus": 2}, max_runtime_s=10 * 3600), actor="t"
+        ).id
+    srpt = SchedulerLoop(db, make_policy("srpt"))
+    assert srpt.step().placed == (long_job,)
+    placed_at = utcnow() - timedelta(hours=2)
+    with db.unit_of_work() as session:
+        session.execute(update(Job).where(Job.id == long_job).values(placed_at=placed_at))
+        short = submit_job(
+            session, job_spec(resources={"cpus": 2}, max_runtime_s=3600), actor="t"
+        ).id
+    with db.unit_of_work(write=False) as session:
+        (running,) = load_snapshot(session, now=time.time()).running
+    assert running.job.estimated_runtime_s == pytest.approx(8 * 3600, abs=5)
+    assert running.expected_end == pytest.approx(placed_at.timestamp() + 10 * 3600)
+    report = srpt.step()
+    assert report.preempted == (long_job,) and report.placed == (short,)
