@@ -108,7 +108,8 @@ class JobView:
     deadline: float | None = None
     job_type: str | None = None
     label_selector: Mapping[str, str] = field(default_factory=dict)
-    # Optional user/oracle runtime estimate; only backfill uses it (EASY needs estimates).
+    # Optional user/oracle estimate of the time the job still needs (for a running job: from
+    # now); backfill, srpt and the carbon layer use it. Live: what is left of max_runtime_s.
     estimated_runtime_s: float | None = None
     # GPU types the job cannot run on (e.g. too little memory); a softer form of gpu_type.
     excluded_gpu_types: frozenset[str] = frozenset()
