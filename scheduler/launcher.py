@@ -35,6 +35,7 @@ from .domain.errors import InvalidTransition
 from .domain.states import JobState
 from .ports import (
     InputArtifact,
+    LaunchInDoubt,
     LaunchRequest,
     Runner,
     RunnerUnavailable,
@@ -87,6 +88,7 @@ def exit_reason(message: str) -> str:
 @dataclass
 class LaunchReport:
     launched: list[str] = field(default_factory=list)
+    in_doubt: dict[str, str] = field(default_factory=dict)  # kept PLACED, launched again
     ended: dict[str, str] = field(default_factory=dict)
     stopped: list[str] = field(default_factory=list)
 
@@ -104,11 +106,14 @@ class Launcher:
         ca_pem: str | None = None,
         backoff: RequeueBackoff = RequeueBackoff(),
         clock: Callable[[], float] = time.monotonic,
+        max_launch_retries: int = 3,
     ) -> None:
         """`poll_interval_s` bounds how often one run is polled: polling costs the
         Ray head and this process CPU that the training on a small node needs.
         `log_max_bytes` caps the log stored per job (0: no cap). `ca_pem`, the pool's
-        private CA, is handed to jobs so they can report to an https API."""
+        private CA, is handed to jobs so they can report to an https API.
+        `max_launch_retries`: launches in doubt (`LaunchInDoubt`) of one job in a row before
+        it is requeued instead of launched again."""
         self.db = db
         self.runner = runner
         self.server_url = server_url
@@ -121,6 +126,8 @@ class Launcher:
         self.ca_pem = ca_pem
         self.backoff = backoff
         self._forget: list[str] = []
+        self.max_launch_retries = max_launch_retries
+        self._in_doubt: dict[str, int] = {}  # job id -> launches in doubt in a row
 
     def wake_on_run_end(self, wake: Callable[[], None]) -> None:
         """Have the runner call `wake` when it learns that a run ended (runners that push
@@ -182,9 +189,13 @@ class Launcher:
                 job.runner_ref = self.runner.ref_for(request)
                 job.checkpoint_uri = self.runner.checkpoint_location(request)
         launched: list[tuple[str, str]] = []
+        placed = {request.job_id for request in requests}
+        self._in_doubt = {k: n for k, n in self._in_doubt.items() if k in placed}
         for request in requests:
             try:
-                launched.append((request.job_id, self.runner.launch(request)))
+                ref = self._launch_unless_in_doubt(request, report)
+                if ref is not None:
+                    launched.append((request.job_id, ref))
             except RunnerUnavailable as exc:  # the pool's fault: try again, elsewhere or later
                 state = self._requeue(request.job_id, f"launch failed: {exc}")
                 if state is not None:
@@ -212,6 +223,22 @@ class Launcher:
                 except InvalidTransition:  # cancelled meanwhile: phase 1 stops it next step
                     # (the refused compare-and-set wrote nothing, so the unit goes on)
                     session.execute(update(Job).where(Job.id == job_id).values(runner_ref=ref))
+
+    def _launch_unless_in_doubt(self, request: LaunchRequest, report: LaunchReport) -> str | None:
+        """The run's ref, or None when the runner could not tell whether it started: the
+        job stays PLACED and the next step launches the same ref again (adopted if it did
+        start), until `max_launch_retries` doubts in a row make it `RunnerUnavailable`."""
+        try:
+            ref = self.runner.launch(request)
+        except LaunchInDoubt as exc:
+            doubts = self._in_doubt.pop(request.job_id, 0) + 1
+            if doubts >= self.max_launch_retries:
+                raise RunnerUnavailable(f"{exc} ({doubts} times in a row)") from exc
+            self._in_doubt[request.job_id] = doubts
+            report.in_doubt[request.job_id] = str(exc)
+            return None
+        self._in_doubt.pop(request.job_id, None)
+        return ref
 
     def _requeue(self, job_id: str, reason: str) -> JobState | None:
         """PLACED -> PREEMPTED -> QUEUED (attempt + 1, backoff), or FAILED out of attempts;

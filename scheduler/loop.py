@@ -182,3 +182,5 @@ def _log_step(report: StepReport, plan: Plan) -> None:
             log.info("job.ended", job_id=job_id, state=state)
         for job_id in report.launch.stopped:
             log.info("run.stopped", job_id=job_id)
+        for job_id, reason in report.launch.in_doubt.items():
+            log.warning("job.launch_in_doubt", job_id=job_id, reason=reason)

@@ -98,6 +98,13 @@ class RunnerUnavailable(Exception):
     job is not at fault, so it is requeued (one attempt spent), not failed."""
 
 
+class LaunchInDoubt(Exception):
+    """`launch` got no answer in time (a busy or paused node): the run may have started or
+    not. Launches are idempotent by ref, so the launcher keeps the job PLACED and launches
+    it again next step, which starts the run or adopts the one that did start; only after
+    `Launcher.max_launch_retries` such answers is it requeued as `RunnerUnavailable`."""
+
+
 class Runner(Protocol):
     """Executes launches. Every method is idempotent: the loop may retry after a crash."""
 

@@ -39,6 +39,7 @@ from typing import Any
 from commonpool.scheduler.config import Settings
 from commonpool.scheduler.logs import get_logger
 from commonpool.scheduler.ports import (
+    LaunchInDoubt,
     LaunchRequest,
     RunnerUnavailable,
     RunReport,
@@ -128,6 +129,7 @@ class RayPoolRunner:
         self.auth_token_file = auth_token_file
         self.head_temp_dir = head_temp_dir
         self.warm_ddp = warm_ddp
+        self.call_timeout_s = CALL_TIMEOUT_S
         self.on_run_end: Callable[[], None] = lambda: None
         self._executors: dict[str, Any] = {}
         self._ends: dict[str, Future[RunEnd | None]] = {}  # by executor key
@@ -176,8 +178,13 @@ class RayPoolRunner:
                         runs, self._rank_commands(request), _by_rank(request), strict=True
                     )
                 ],
-                timeout=CALL_TIMEOUT_S,
+                timeout=self.call_timeout_s,
             )
+        except ray.exceptions.GetTimeoutError as exc:
+            nodes = ", ".join(sorted({node for node, _ in runs}))
+            raise LaunchInDoubt(
+                f"no answer from the executor of node {nodes} in {self.call_timeout_s:g} s"
+            ) from exc
         except ray.exceptions.RayActorError as exc:
             for node, key in runs:  # no rank may be left waiting for the rest
                 executor = self._executors.pop(node, None)  # the next launch starts another
@@ -202,7 +209,9 @@ class RayPoolRunner:
 
         workers = _by_rank(request)
         (node, key), *_ = rank_runs(warm_ref(request))
-        host, port = ray.get(self._executor(node).rendezvous.remote(key), timeout=CALL_TIMEOUT_S)
+        host, port = ray.get(
+            self._executor(node).rendezvous.remote(key), timeout=self.call_timeout_s
+        )
         common = {
             **request.env,
             launch_spec.ENV_LAUNCH: launch_spec.dump(request),
@@ -304,7 +313,9 @@ class RayPoolRunner:
         text = b""
         try:
             while True:  # output can exceed one read; a short read was all there was
-                data, offset = ray.get(executor.read.remote(key, offset), timeout=CALL_TIMEOUT_S)
+                data, offset = ray.get(
+                    executor.read.remote(key, offset), timeout=self.call_timeout_s
+                )
                 text += data
                 if len(data) < READ_MAX_BYTES:
                     break
@@ -332,7 +343,7 @@ class RayPoolRunner:
             return
         for key, call in calls:
             try:
-                ray.get(call, timeout=CALL_TIMEOUT_S)
+                ray.get(call, timeout=self.call_timeout_s)
             except Exception as exc:
                 log.warning("run.stop_failed", ref=key, error=str(exc))
 
@@ -500,7 +511,7 @@ class RayPoolRunner:
         if executor is None:
             return None
         try:
-            known, _ = ray.get(executor.status.remote(key), timeout=CALL_TIMEOUT_S)
+            known, _ = ray.get(executor.status.remote(key), timeout=self.call_timeout_s)
         except Exception:
             return None
         return self._watch(ref, key, executor) if known else None

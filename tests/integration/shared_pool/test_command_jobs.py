@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -239,3 +240,43 @@ def test_a_dead_executor_requeues_the_job_and_a_new_executor_runs_it(
     requeued = [e.reason or "" for e in events if e.to_state == "PREEMPTED"]
     assert len(requeued) == 1 and "executor died" in requeued[0], requeued
     assert "survived" in [line.line for line in client.logs(job.id)]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_an_unanswered_launch_keeps_the_job_placed_and_its_run_starts_once(
+    pool: LocalPool, client: Client, tmp_path: Path
+) -> None:
+    """The nodes' executors are paused (SIGSTOP): the start call gets no answer in time.
+    The job is neither failed nor requeued; once they resume (SIGCONT), the next launch of
+    the same ref starts or adopts the run, and the command runs exactly once."""
+    assert pool.runner is not None and pool.loop is not None
+    warm = [client.submit_job(JobSpec(name=f"cmd-warm-{i}", kind="command",
+                                      command=["sleep", "1"], resources={"cpus": 1}))
+            for i in range(2)]  # one per node (1 CPU each): both executors exist
+    for job in warm:
+        assert client.wait(job.id, timeout_s=120, poll_s=0.2).state == "SUCCEEDED"
+    names = {executor_name(node_id) for node_id in pool.node_ids}
+    pids = [int(a["pid"]) for a in _ray_state(pool, "actors")
+            if a.get("name") in names and a["state"] == "ALIVE"]
+    assert len(pids) == 2
+    launcher = pool.loop.launcher
+    assert launcher is not None
+    saved = (pool.runner.call_timeout_s, launcher.max_launch_retries)
+    pool.runner.call_timeout_s, launcher.max_launch_retries = 1.0, 1000
+    marker = tmp_path / "runs"
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        job = client.submit_job(JobSpec(name="cmd-in-doubt", kind="command",
+                                        command=["sh", "-c", f"echo run >> {marker}"],
+                                        resources={"cpus": 1}))
+        time.sleep(4)  # several launches without an answer
+        assert client.get_job(job.id).state == "PLACED"
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+        pool.runner.call_timeout_s, launcher.max_launch_retries = saved
+    final = client.wait(job.id, timeout_s=120, poll_s=0.2)
+    assert final.state == "SUCCEEDED" and final.attempt == 1, final.exit_reason
+    assert marker.read_text().splitlines() == ["run"]
