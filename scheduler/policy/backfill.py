@@ -91,19 +91,19 @@ class BackfillPolicy:
                     cycle.wait(job, f"head of queue; {reservation.describe()}")
                 continue
             placed = cycle.try_place(job, types)
-            if placed is None and _ends_before(job, snapshot.now, reservation.shadow):
-                _place_in_held(cycle, job, types, reservation)
+            if placed is None and ends_before(job, snapshot.now, reservation.shadow):
+                place_in_held(cycle, job, types, reservation)
             if job.id not in cycle.placements:
                 cycle.wait(job, f"{cycle.reasons.get(job.id, '')}; {reservation.describe()}")
         return cycle.plan()
 
 
-def _ends_before(job: JobView, now: float, shadow: float) -> bool:
+def ends_before(job: JobView, now: float, shadow: float) -> bool:
     est = job.estimated_runtime_s
     return est is not None and not math.isinf(shadow) and now + est <= shadow
 
 
-def _place_in_held(
+def place_in_held(
     cycle: Cycle, job: JobView, types: TypePrefs | None, reservation: Reservation
 ) -> None:
     """Let a short job use held capacity, then hold whatever of it is still free."""

@@ -191,3 +191,40 @@ def test_srpt_ranks_jobs_without_an_estimate_by_attained_service() -> None:
     snap = snapshot([node("a", 4)], [job("served", 4, attained_service_s=7200),
                                      job("fresh", 4, submitted_at=99)])
     assert [p.job_id for p in make_policy("srpt").plan(snap).placements] == ["fresh"]
+
+
+def _full_pool(owners: dict[str, str], left_h: float) -> tuple:
+    """Two 4-GPU nodes full of 1-GPU jobs, node -> project, each with `left_h` to go."""
+    nodes = [node(n, 4, free_gpus=0) for n in owners]
+    runs = tuple(
+        running(job(f"{n}{i}", 1, project=p, estimated_runtime_s=left_h * 3600), n)
+        for n, p in owners.items() for i in range(4)
+    )
+    return nodes, runs
+
+
+def test_fair_serves_a_starving_gang_before_its_projects_younger_jobs() -> None:
+    """Progressive filling skips a gang that does not fit; after `starve_s` the gang
+    checkpoints its own project's jobs that have far more work left."""
+    nodes, runs = _full_pool({"a": "p", "b": "q"}, left_h=100)
+    gang = job("gang", 1, 4, project="p", submitted_at=0, estimated_runtime_s=1800)
+    for now, served in ((1800.0, False), (7200.0, True)):
+        snap = snapshot(nodes, [gang], running=runs).__class__(now, tuple(nodes), (gang,), runs)
+        plan = make_policy("fair").plan(snap)
+        assert [p.job_id for p in plan.placements] == (["gang"] if served else []), now
+        assert sorted(p.job_id for p in plan.preemptions) == (
+            ["a0", "a1", "a2", "a3"] if served else []), now
+    assert all("starving for 2.0 h" in p.reason for p in plan.preemptions)
+
+
+def test_a_starving_gang_never_takes_from_a_project_within_its_share() -> None:
+    """Project q holds its share (half the pool): the starving gang of p may not preempt
+    it, and p's own jobs have about as much work left as the gang: it gets a reservation."""
+    nodes, runs = _full_pool({"a": "p", "b": "q"}, left_h=1)
+    runs = tuple(r if r.job.project == "p" else running(
+        job(r.job.id, 1, project="q", estimated_runtime_s=500 * 3600), "b") for r in runs)
+    gang = job("gang", 1, 4, project="p", submitted_at=0, estimated_runtime_s=1800)
+    snap = snapshot(nodes, [gang], running=runs).__class__(7200.0, tuple(nodes), (gang,), runs)
+    plan = make_policy("fair").plan(snap)
+    assert plan.placements == () and plan.preemptions == ()
+    assert plan.pending_reasons["gang"].startswith("starving for 2.0 h; reserved for job gang")
