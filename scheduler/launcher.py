@@ -143,7 +143,7 @@ class Launcher:
     def settle(self, report: LaunchReport | None = None) -> LaunchReport:
         """Stop abandoned runs and record ended ones: what frees resources for placing."""
         report = report or LaunchReport()
-        self._stop_abandoned(report)
+        self.stop_abandoned(report)
         self._poll_running(report)
         return report
 
@@ -154,7 +154,10 @@ class Launcher:
         return report
 
     # -- 1. stop ------------------------------------------------------------
-    def _stop_abandoned(self, report: LaunchReport) -> None:
+    def stop_abandoned(self, report: LaunchReport) -> LaunchReport:
+        """Stop the runs of jobs that no longer own them (cancelled, preempted, requeued).
+        The loop also calls it between a plan that preempts and the launches of that plan,
+        so a job placed on a victim's GPUs never starts beside the victim's run."""
         with self.db.unit_of_work(write=False) as session:
             rows = session.execute(
                 select(Job.id, Job.runner_ref, Job.state, Job.attempt).where(
@@ -173,6 +176,7 @@ class Launcher:
                     .values(runner_ref=None)
                 )
             report.stopped.append(job_id)
+        return report
 
     # -- 2. launch ----------------------------------------------------------
     def _launch_placed(self, report: LaunchReport) -> None:

@@ -112,8 +112,11 @@ class SchedulerLoop:
                 session, {**dict(plan.pending_reasons), **result.rejected}, stored_reasons
             )
             record_carbon_baselines(session, plan.carbon_baselines, self._baselined)
-        # Runner I/O (Ray) happens outside the placement transaction.
+        # Runner I/O (Ray) happens outside the placement transaction. Victims' runs stop
+        # before anything starts on their slots (a node's executor hands out its GPUs).
         if self.launcher is not None:
+            if preempted:
+                launch = self.launcher.stop_abandoned(launch or LaunchReport())
             launch = self.launcher.launch(launch)
         report = StepReport(
             placed=result.placed,

@@ -99,10 +99,11 @@ class RunnerUnavailable(Exception):
 
 
 class LaunchInDoubt(Exception):
-    """`launch` got no answer in time (a busy or paused node): the run may have started or
-    not. Launches are idempotent by ref, so the launcher keeps the job PLACED and launches
-    it again next step, which starts the run or adopts the one that did start; only after
-    `Launcher.max_launch_retries` such answers is it requeued as `RunnerUnavailable`."""
+    """`launch` got no answer in time (a busy or paused node), so the run may have started
+    or not; or part of it could not start yet for a passing reason (GPUs a stopping run
+    still holds). Launches are idempotent by ref, so the launcher keeps the job PLACED and
+    launches it again next step, which starts the run or adopts what did start; only after
+    `Launcher.max_launch_retries` of these in a row is it requeued as `RunnerUnavailable`."""
 
 
 class Runner(Protocol):

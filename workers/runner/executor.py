@@ -45,6 +45,11 @@ TAIL_LINES = 40
 TAIL_BYTES = 16_384
 
 
+class GpusBusy(RuntimeError):
+    """The node's GPUs are still held by runs that have not ended (e.g. a preempted run
+    stopping): the start may succeed once they end, so the launch is retried, not failed."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunEnd:
     """How a run ended: its exit code (None: it never started) and when."""
@@ -113,7 +118,7 @@ class CommandExecutor:
             if existing is not None:
                 return existing.started_at
             if gpus > len(self._free_gpus):
-                raise RuntimeError(
+                raise GpusBusy(
                     f"node {self.node_id} has {len(self._free_gpus)} free GPUs, run needs {gpus}"
                 )
             granted = tuple(self._free_gpus[:gpus])
@@ -189,11 +194,14 @@ class CommandExecutor:
         return data, offset + len(data)
 
     def stop(self, ref: str) -> None:
+        """Kill the run's process group and return once its end is recorded (its GPUs are
+        free again for the next start)."""
         run = self._runs.get(ref)
         if run is None or run.process is None or run.done.is_set():
             return
         run.stopped = True
         _kill_group(run.process, STOP_GRACE_S)
+        run.done.wait(STOP_GRACE_S)  # the reaper records the end just after the exit
 
     def forget(self, refs: list[str]) -> None:
         """Drop ended runs' records and output (the scheduler has stored both)."""

@@ -50,7 +50,12 @@ from commonpool.scheduler.ports import (
 from commonpool.workers.job import ENV_CHECKPOINT_DIR, ENV_NODE_ID
 from commonpool.workers.ray_node import NODE_LABEL, auth_env
 from commonpool.workers.runner import launch_spec
-from commonpool.workers.runner.executor import READ_MAX_BYTES, CommandExecutor, RunEnd
+from commonpool.workers.runner.executor import (
+    READ_MAX_BYTES,
+    CommandExecutor,
+    GpusBusy,
+    RunEnd,
+)
 from commonpool.workers.runner.ray_jobs import RayJobsRunner, Storage, command_failure, is_uri
 
 NAMESPACE = "commonpool"
@@ -185,6 +190,10 @@ class RayPoolRunner:
             raise LaunchInDoubt(
                 f"no answer from the executor of node {nodes} in {self.call_timeout_s:g} s"
             ) from exc
+        except ray.exceptions.RayTaskError as exc:
+            if not isinstance(exc.cause, GpusBusy):
+                raise
+            raise LaunchInDoubt(f"{exc.cause}: a stopping run still holds them") from exc
         except ray.exceptions.RayActorError as exc:
             for node, key in runs:  # no rank may be left waiting for the rest
                 executor = self._executors.pop(node, None)  # the next launch starts another
