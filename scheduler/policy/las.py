@@ -13,9 +13,10 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from .cycle import Cycle, TypePrefs
+from .cycle import TypePrefs
 from .plan import Plan
-from .snapshot import ClusterSnapshot, JobView, RunningJobView
+from .ranked import plan_by_rank
+from .snapshot import ClusterSnapshot, JobView
 
 HOUR = 3600.0
 
@@ -42,28 +43,10 @@ class LasPolicy:
         return sorted(snapshot.queued, key=self.key)
 
     def plan(self, snapshot: ClusterSnapshot) -> Plan:
-        cycle = Cycle(snapshot)
-        prefs = self.type_prefs or {}
-        victims = sorted(
-            (r for r in snapshot.running if snapshot.now - r.started_at >= self.min_run_s),
-            key=lambda r: self.key(r.job),
-            reverse=True,
+        return plan_by_rank(
+            snapshot, self.key, self.type_prefs, preempt=self.preempt, min_run_s=self.min_run_s,
+            displaces=lambda job, running: self.queue_of(running) > self.queue_of(job),
+            preempt_reason=lambda job: f"preempted by job {job.id}: more attained service "
+                                       f"(LAS queue > {self.queue_of(job)})",
+            wait_note=lambda job: f"LAS queue {self.queue_of(job)}",
         )
-        for job in self.order(snapshot):
-            types = prefs.get(job.id)
-            queue = self.queue_of(job)
-            if cycle.try_place(job, types) is not None or not self.preempt:
-                continue
-            lower = [v for v in victims if self.queue_of(v.job) > queue]
-            if lower and self._preempt_for(cycle, job, lower, types, queue):
-                continue
-            cycle.wait(job, f"{cycle.reasons.get(job.id, 'does not fit')} (LAS queue {queue})")
-        return cycle.plan()
-
-    @staticmethod
-    def _preempt_for(
-        cycle: Cycle, job: JobView, lower: list[RunningJobView], types: TypePrefs | None,
-        queue: int,
-    ) -> bool:
-        reason = f"preempted by job {job.id}: more attained service (LAS queue > {queue})"
-        return cycle.place_with_victims(job, lower, reason, types) is not None

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .cycle import Cycle, TypePrefs
+from .cycle import TypePrefs
 from .plan import Plan
-from .snapshot import ClusterSnapshot, JobView, RunningJobView
+from .ranked import plan_by_rank
+from .snapshot import ClusterSnapshot, JobView
 
 
 def remaining_work(job: JobView) -> float:
@@ -49,28 +50,12 @@ class SrptPolicy:
         return sorted(snapshot.queued, key=self.key)
 
     def plan(self, snapshot: ClusterSnapshot) -> Plan:
-        cycle = Cycle(snapshot)
-        prefs = self.type_prefs or {}
-        victims = sorted(
-            (r for r in snapshot.running if snapshot.now - r.started_at >= self.min_run_s),
-            key=lambda r: self.key(r.job),
-            reverse=True,
+        return plan_by_rank(
+            snapshot, self.key, self.type_prefs, preempt=self.preempt, min_run_s=self.min_run_s,
+            displaces=lambda job, running: (
+                remaining_work(running) > self.preempt_ratio * remaining_work(job)
+            ),
+            preempt_reason=lambda job: f"preempted by job {job.id}: it has far less work left "
+                                       "(SRPT)",
+            wait_note=lambda job: f"SRPT: ~{remaining_work(job) / 3600:.1f} GPU-h left",
         )
-        for job in self.order(snapshot):
-            types = prefs.get(job.id)
-            if cycle.try_place(job, types) is not None or not self.preempt:
-                continue
-            work = remaining_work(job)
-            longer = [v for v in victims if remaining_work(v.job) > self.preempt_ratio * work]
-            if longer and self._preempt_for(cycle, job, longer, types):
-                continue
-            cycle.wait(job, f"{cycle.reasons.get(job.id, 'does not fit')} (SRPT: "
-                       f"~{work / 3600:.1f} GPU-h left)")
-        return cycle.plan()
-
-    @staticmethod
-    def _preempt_for(
-        cycle: Cycle, job: JobView, longer: list[RunningJobView], types: TypePrefs | None
-    ) -> bool:
-        reason = f"preempted by job {job.id}: it has far less work left (SRPT)"
-        return cycle.place_with_victims(job, longer, reason, types) is not None
