@@ -61,18 +61,18 @@ def test_stop_ends_the_run_as_stopped() -> None:
 
 
 def test_a_stopped_runs_gpu_is_free_when_stop_returns() -> None:
-    """A preempted run's GPU goes to the job placed on it in the same scheduler step: the
-    start right after `stop` must find it free; before that it is busy, a passing state."""
+    """A preempted run's GPU goes to the job placed on it in the same scheduler step: while
+    the run holds it a start is refused as busy (a passing state the launcher retries), and
+    the start right after `stop` gets it. (`stop` also waits for the reaper's record of the
+    end; the window it closes is too short for a test to hit reliably.)"""
     executor = CommandExecutor("node-g", gpu_count=1)
-    for attempt in range(20):  # the reaper records an end just after the exit: no race
-        old, new = f"job_5-a{attempt}@node-g", f"job_6-a{attempt}@node-g"
-        executor.start(old, ["sleep", "30"], {}, gpus=1)
-        with pytest.raises(GpusBusy, match="0 free GPUs"):
-            executor.start(new, ["true"], {}, gpus=1)
-        executor.stop(old)
+    old, new = "job_5-a1@node-g", "job_6-a1@node-g"
+    executor.start(old, ["sleep", "30"], {}, gpus=1)
+    with pytest.raises(GpusBusy, match="0 free GPUs"):
         executor.start(new, ["true"], {}, gpus=1)
-        assert _ended(executor, new).exit_code == 0
-        executor.forget([old, new])
+    executor.stop(old)
+    executor.start(new, ["true"], {}, gpus=1)
+    assert _ended(executor, new).exit_code == 0
 
 
 def test_a_missing_program_ends_with_the_reason() -> None:

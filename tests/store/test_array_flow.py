@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from commonpool.scheduler.launcher import Launcher
 from commonpool.scheduler.loop import SchedulerLoop
 from commonpool.scheduler.policy import Cancellation, make_policy
-from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, run_ref
+from commonpool.scheduler.ports import RunStatus
 from commonpool.scheduler.services.arrays import submit_array
 from commonpool.scheduler.services.jobs import (
     apply_cancellations,
@@ -28,48 +28,9 @@ from commonpool.scheduler.store.models import Job
 from commonpool.scheduler.store.snapshot_source import load_snapshot
 from commonpool.scheduler.store.uow import Database
 from tests.builders import job_spec, online_node
+from tests.store.scripted_runner import ScriptedRunner
 
 ACTIVE = ("PLACED", "STARTING", "RUNNING")
-
-
-class ScriptedRunner:
-    """Runs nothing: launches are recorded; each run ends when the test calls `end`."""
-
-    def __init__(self) -> None:
-        self.launched: dict[str, LaunchRequest] = {}
-        self.outcomes: dict[str, RunReport] = {}
-
-    def ref_for(self, request: LaunchRequest) -> str:
-        return run_ref(request.job_id, request.attempt)
-
-    def launch(self, request: LaunchRequest) -> str:
-        ref = self.ref_for(request)
-        self.launched.setdefault(ref, request)
-        return ref
-
-    def ended_refs(self) -> set[str]:
-        return set()
-
-    def checkpoint_location(self, request: LaunchRequest) -> str | None:
-        return None
-
-    def forget(self, ref: str) -> None:
-        pass
-
-    def poll(self, ref: str) -> RunReport:
-        return self.outcomes.get(ref, RunReport(RunStatus.RUNNING))
-
-    def new_log_lines(self, ref: str) -> list[str]:
-        return []
-
-    def stop(self, ref: str) -> None:
-        self.outcomes[ref] = RunReport(RunStatus.STOPPED)
-
-    def live_nodes(self) -> set[str] | None:
-        return None
-
-    def end(self, job_id: str, status: RunStatus = RunStatus.SUCCEEDED) -> None:
-        self.outcomes[run_ref(job_id, 1)] = RunReport(status, "exit 1")
 
 
 def pool(db: Database, runner: ScriptedRunner) -> SchedulerLoop:

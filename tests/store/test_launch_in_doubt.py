@@ -13,7 +13,7 @@ from commonpool.scheduler.ports import LaunchInDoubt, LaunchRequest
 from commonpool.scheduler.services.jobs import get_job, list_events, submit_job
 from commonpool.scheduler.store.uow import Database
 from tests.builders import job_spec, online_node
-from tests.store.test_array_flow import ScriptedRunner
+from tests.store.scripted_runner import ScriptedRunner
 
 
 class DoubtfulRunner(ScriptedRunner):

@@ -16,7 +16,7 @@ from commonpool.scheduler.services.jobs import get_job, submit_job
 from commonpool.scheduler.store.models import Allocation, utcnow
 from commonpool.scheduler.store.uow import Database
 from tests.builders import job_spec, online_node
-from tests.store.test_array_flow import ScriptedRunner
+from tests.store.scripted_runner import ScriptedRunner
 
 
 class OneGpuNode(ScriptedRunner):
