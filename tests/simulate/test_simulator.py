@@ -117,3 +117,25 @@ def test_fifo_within_15_percent_of_gavel(trace: Path) -> None:
     reference = strict_fifo_avg_jct_h(read_trace(trace), ThroughputTable.bundled())
     assert reference > 1.15 * 88.0  # strict FIFO itself is > 15% above Gavel's 88.0 h here
     assert ours == pytest.approx(reference, rel=0.15)
+
+
+# Gavel's best (max_min_fairness_perf) average JCT, hours, on the 12+12+12 cluster; the
+# 0e4a51 row (674.5 h; srpt+hetero 367 h) takes ~30 s and is reported in docs/simulator.md.
+GAVEL_BEST = {"philly_msr_seed0_11cb48": 24.9, "philly_msr_seed0_2869ce": 15.7}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", sorted(GAVEL_BEST))
+def test_srpt_hetero_beats_gavels_best_even_with_estimates_four_times_off(stem: str) -> None:
+    trace = TRACES / f"{stem}.trace"
+    for error in (1.0, 4.0):
+        assert simulate(trace, "srpt+hetero", estimate_error=error)["avg_jct_h"] < GAVEL_BEST[stem]
+
+
+@pytest.mark.slow
+def test_fairs_starving_rule_cuts_the_worst_finish_time_fairness() -> None:
+    """An 8-GPU job with minutes of work waited 134 h under plain progressive filling."""
+    without = simulate(SMALL, "fair", starve_s=None)
+    served = simulate(SMALL, "fair")
+    assert without["rho_max"] > 100 and served["rho_max"] < 0.5 * without["rho_max"]
+    assert served["avg_jct_h"] <= without["avg_jct_h"]
