@@ -46,11 +46,17 @@ from .ports import (
 )
 from .services.accounts import mint_job_token
 from .services.artifacts import job_inputs
-from .services.jobs import append_logs, list_allocations, release_allocations
+from .services.jobs import (
+    append_logs,
+    list_allocations,
+    release_allocations,
+    release_allocations_where,
+)
 from .services.nodes import lose_node
 from .services.preemption import RequeueBackoff, preempt_job
-from .store.models import Job, utcnow
-from .store.transitions import transition_job
+from .store.engine import id_batches
+from .store.models import Allocation, Job, utcnow
+from .store.transitions import JobMove, transition_each, transition_job
 from .store.uow import Database
 
 EXIT_REASON_CHARS = 4000
@@ -187,7 +193,8 @@ class Launcher:
                     select(Job).where(Job.state == JobState.PLACED.value).order_by(Job.placed_at)
                 )
             )
-            requests = [self._request(job, session) for job in jobs]
+            workers = _active_workers(session, [job.id for job in jobs])
+            requests = [self._request(job, workers.get(job.id, ()), session) for job in jobs]
             for job, request in zip(jobs, requests, strict=True):
                 # recorded before the run exists (see the module docstring)
                 job.runner_ref = self.runner.ref_for(request)
@@ -212,7 +219,16 @@ class Launcher:
         if not launched:
             return
         with self.db.unit_of_work() as session:  # every launch of this step: one transaction
-            for job_id, ref in launched:
+            moves = [
+                JobMove(job_id, f"launched as {ref}", {"runner_ref": ref})
+                for job_id, ref in launched
+            ]
+            if transition_each(
+                session, moves, JobState.PLACED, JobState.STARTING, actor="launcher"
+            ):
+                report.launched.extend(job_id for job_id, _ in launched)
+                return
+            for job_id, ref in launched:  # some job was cancelled meanwhile: one by one
                 try:
                     transition_job(
                         session,
@@ -256,12 +272,10 @@ class Launcher:
                 return None
         return JobState.PREEMPTED if state is JobState.QUEUED else state
 
-    def _request(self, job: Job, session: Session) -> LaunchRequest:
-        allocations = [
-            a
-            for a in list_allocations(session, job.id, active_only=True)
-            if a.attempt == job.attempt
-        ]
+    def _request(
+        self, job: Job, workers: tuple[tuple[int, WorkerPlacement], ...], session: Session
+    ) -> LaunchRequest:
+        """`workers`: the job's active allocations as (attempt, worker), in rank order."""
         env = {
             **(job.env or {}),
             "COMMONPOOL_SERVER_URL": self.server_url,
@@ -277,10 +291,7 @@ class Launcher:
             attempt=job.attempt,
             entrypoint=job.entrypoint,
             args=dict(job.args),
-            workers=tuple(
-                WorkerPlacement(a.rank, a.node_id, a.cpus, a.gpus, a.memory_bytes)
-                for a in allocations
-            ),
+            workers=tuple(worker for attempt, worker in workers if attempt == job.attempt),
             working_dir=job.working_dir,
             env=env,
             max_runtime_s=job.max_runtime_s,
@@ -316,7 +327,6 @@ class Launcher:
             polled.append(_Polled(job_id, ref, kind, state, outcome, lines))
         if not polled:
             return
-        failed: list[_Polled] = []
         # Output, RUNNING and successful ends of every polled run: one transaction.
         with self.db.unit_of_work() as session:
             for run in polled:
@@ -327,18 +337,27 @@ class Launcher:
                         (("stdout", line) for line in run.lines),
                         max_bytes=self.log_max_bytes,
                     )
-                if run.kind == "command" and run.state == JobState.STARTING.value and (
-                    run.outcome.status is RunStatus.RUNNING or run.outcome.status.ended
-                ):
-                    _command_running(session, run.job_id, run.ref, run.outcome.started_at)
-                if run.outcome.status is RunStatus.SUCCEEDED:
-                    # A command job was just made RUNNING; a ddp job is as it was polled.
-                    likely = JobState.RUNNING if run.kind == "command" else JobState(run.state)
-                    if _end_in(session, run.job_id, JobState.SUCCEEDED, "finished", likely=likely):
-                        report.ended[run.job_id] = JobState.SUCCEEDED.value
-                        self._forget.append(run.ref)
-                elif run.outcome.status.ended:
-                    failed.append(run)
+            _commands_running(
+                session,
+                [
+                    run
+                    for run in polled
+                    if run.kind == "command"
+                    and run.state == JobState.STARTING.value
+                    and (run.outcome.status is RunStatus.RUNNING or run.outcome.status.ended)
+                ],
+            )
+            succeeded = [run for run in polled if run.outcome.status is RunStatus.SUCCEEDED]
+            ended = set(_end_succeeded(session, succeeded))
+            for run in succeeded:
+                if run.job_id in ended:
+                    report.ended[run.job_id] = JobState.SUCCEEDED.value
+                    self._forget.append(run.ref)
+            failed = [
+                run
+                for run in polled
+                if run.outcome.status.ended and run.outcome.status is not RunStatus.SUCCEEDED
+            ]
         for run in failed:
             verdict = self._judge_failure(run.job_id, run.ref, run.outcome.message, now)
             if verdict == "failed":
@@ -410,21 +429,67 @@ class _Polled:
     lines: list[str]
 
 
-def _command_running(session: Session, job_id: str, ref: str, started_at: float | None) -> None:
-    """STARTING -> RUNNING for a command job (it has no step to report), at the time its
-    process started when the runner knows it (also for a run that ended between polls)."""
-    try:
-        transition_job(
-            session,
-            job_id,
-            JobState.RUNNING,
-            actor="launcher",
-            reason=f"command running ({ref})",
-            started_at=datetime.fromtimestamp(started_at, UTC) if started_at else utcnow(),
-            expect=frozenset({JobState.STARTING}),
+def _commands_running(session: Session, runs: list[_Polled]) -> None:
+    """STARTING -> RUNNING for command jobs (they have no step to report), at the time
+    each process started when the runner knows it (also for runs that ended between
+    polls): all in one statement, or one by one when some job moved meanwhile."""
+    moves = [
+        JobMove(
+            run.job_id,
+            f"command running ({run.ref})",
+            {"started_at": _started_at(run.outcome.started_at)},
         )
-    except InvalidTransition:
-        pass  # cancelled or preempted meanwhile (the refused compare-and-set wrote nothing)
+        for run in runs
+    ]
+    if transition_each(session, moves, JobState.STARTING, JobState.RUNNING, actor="launcher"):
+        return
+    for move in moves:
+        try:
+            transition_job(
+                session,
+                move.job_id,
+                JobState.RUNNING,
+                actor="launcher",
+                reason=move.reason,
+                expect=frozenset({JobState.STARTING}),
+                **move.values,
+            )
+        except InvalidTransition:
+            pass  # cancelled or preempted meanwhile (the refused compare-and-set wrote nothing)
+
+
+def _started_at(epoch_s: float | None) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC) if epoch_s else utcnow()
+
+
+def _end_succeeded(session: Session, runs: list[_Polled]) -> list[str]:
+    """SUCCEEDED, with allocations released, for the jobs of these successful runs that
+    had not ended otherwise meanwhile (e.g. cancelled); returns their ids.
+
+    Grouped by the state each job is most likely in (a command job was just made RUNNING,
+    a ddp job is as it was polled), each group in one statement when no job of it moved.
+    """
+    by_source: dict[JobState, list[str]] = {}
+    for run in runs:
+        likely = JobState.RUNNING if run.kind == "command" else JobState(run.state)
+        by_source.setdefault(likely, []).append(run.job_id)
+    ended: list[str] = []
+    values = {"ended_at": utcnow(), "exit_reason": "finished"}
+    for source, job_ids in by_source.items():
+        moves = [JobMove(job_id, "finished", values) for job_id in job_ids]
+        if transition_each(session, moves, source, JobState.SUCCEEDED, actor="launcher"):
+            ended.extend(job_ids)
+            continue
+        ended.extend(
+            job_id
+            for job_id in job_ids
+            if _end_in(
+                session, job_id, JobState.SUCCEEDED, "finished", likely=source, release=False
+            )
+        )
+    for batch in id_batches(ended):
+        release_allocations_where(session, Allocation.job_id.in_(batch))
+    return ended
 
 
 def _end_in(
@@ -434,8 +499,11 @@ def _end_in(
     reason: str,
     expect: JobState | None = None,
     likely: JobState | None = None,
+    *,
+    release: bool = True,
 ) -> bool:
-    """The job's final state and the release of its allocations, in the caller's unit."""
+    """The job's final state and (unless the caller releases a batch's at once) the
+    release of its allocations, in the caller's unit."""
     try:
         transition_job(
             session,
@@ -450,8 +518,26 @@ def _end_in(
         )
     except InvalidTransition:
         return False  # already ended (e.g. cancelled meanwhile)
-    release_allocations(session, job_id)
+    if release:
+        release_allocations(session, job_id)
     return True
+
+
+def _active_workers(
+    session: Session, job_ids: list[str]
+) -> dict[str, tuple[tuple[int, WorkerPlacement], ...]]:
+    """The jobs' active allocations as (attempt, worker) in rank order: one query a batch."""
+    workers: dict[str, list[tuple[int, WorkerPlacement]]] = {}
+    for batch in id_batches(job_ids):
+        for a in session.scalars(
+            select(Allocation)
+            .where(Allocation.job_id.in_(batch), Allocation.released_at.is_(None))
+            .order_by(Allocation.job_id, Allocation.rank)
+        ):
+            workers.setdefault(a.job_id, []).append(
+                (a.attempt, WorkerPlacement(a.rank, a.node_id, a.cpus, a.gpus, a.memory_bytes))
+            )
+    return {job_id: tuple(rows) for job_id, rows in workers.items()}
 
 
 def _inputs(session: Session, job: Job) -> tuple[InputArtifact, ...]:

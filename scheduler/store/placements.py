@@ -1,12 +1,18 @@
 """Carries out a policy's placements in the registry, each all-or-nothing.
 
-Every placement runs in its own savepoint inside the cycle's transaction:
-the job moves QUEUED -> PLACED by compare-and-set, its allocations are
-inserted, and the nodes' capacity is re-checked in SQL with the node rows
-locked (PostgreSQL), so a stale snapshot or a second scheduler can never
-over-allocate a node. A project with a CPU/GPU quota has its row locked and
-its holdings summed the same way, so no policy and no second scheduler can
-place past the quota either. A placement that fails any check is undone alone.
+Every placement is checked inside the cycle's transaction: the job moves
+QUEUED -> PLACED by compare-and-set, its allocations are inserted, and the
+nodes' capacity is re-checked in SQL with the node rows locked (PostgreSQL),
+so a stale snapshot or a second scheduler can never over-allocate a node. A
+project with a CPU/GPU quota has its row locked and its holdings summed the
+same way, so no policy and no second scheduler can place past the quota
+either. A placement that fails any check is undone alone.
+
+A cycle's placements are first tried as one batch in one savepoint (a few
+set-based statements, whatever their number: the per-job statements were most
+of a cycle while trivial jobs drained); when any check fails, that savepoint
+is rolled back and they are placed one by one, each in its own savepoint, so
+the failing ones are refused with their reason and the others still placed.
 """
 
 from __future__ import annotations
@@ -15,15 +21,15 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.errors import CommonpoolError, Conflict, QuotaExceeded
 from ..domain.states import JobState, NodeState
-from ..policy import Placement
+from ..policy import Placement, WorkerSlot
 from .engine import id_batches
 from .models import Allocation, Job, Node, Project, utcnow
-from .transitions import transition_job
+from .transitions import transition_job, transition_jobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,8 @@ def apply_placements(
     placed: list[str] = []
     rejected: dict[str, str] = {}
     limited = _projects_with_quotas(session) if placements else frozenset()
+    if len(placements) > 1 and _place_batch(session, placements, actor=actor, limited=limited):
+        return ApplyResult(tuple(p.job_id for p in placements), rejected)
     for placement in placements:
         try:
             with session.begin_nested():
@@ -48,6 +56,84 @@ def apply_placements(
         except CommonpoolError as exc:
             rejected[placement.job_id] = exc.detail
     return ApplyResult(tuple(placed), rejected)
+
+
+class _BatchRefused(Exception):
+    """A job of the batch was not QUEUED any more (cancelled meanwhile)."""
+
+
+def _place_batch(
+    session: Session,
+    placements: tuple[Placement, ...],
+    *,
+    actor: str,
+    limited: frozenset[str],
+) -> bool:
+    """Every placement with the checks of `_place`, or none (False: nothing written)."""
+    node_ids = sorted({w.node_id for p in placements for w in p.workers})
+    by_nodes: dict[str, list[str]] = defaultdict(list)  # one event reason per node set
+    for placement in placements:
+        by_nodes[", ".join(sorted({w.node_id for w in placement.workers}))].append(
+            placement.job_id
+        )
+    try:
+        with session.begin_nested():
+            _lock_nodes(session, node_ids)
+            placed_at = utcnow()
+            for nodes, job_ids in by_nodes.items():
+                for batch in id_batches(job_ids):
+                    moved = transition_jobs(
+                        session,
+                        Job.id.in_(batch),
+                        JobState.PLACED,
+                        actor=actor,
+                        reason=f"placed on {nodes}",
+                        placed_at=placed_at,
+                        pending_reason=None,
+                    )
+                    if len(moved) != len(batch):
+                        raise _BatchRefused
+            jobs: dict[str, tuple[int, str]] = {}
+            for batch in id_batches([p.job_id for p in placements]):
+                jobs.update(
+                    (job_id, (attempt, project))
+                    for job_id, attempt, project in session.execute(
+                        select(Job.id, Job.attempt, Job.project).where(Job.id.in_(batch))
+                    )
+                )
+            session.execute(
+                insert(Allocation),
+                [
+                    _allocation_row(placement.job_id, jobs[placement.job_id][0], worker)
+                    for placement in placements
+                    for worker in placement.workers
+                ],
+            )
+            _check_capacity(session, node_ids)
+            for project in sorted({project for _, project in jobs.values()} & limited):
+                _check_project_quota(session, project)
+    except (CommonpoolError, _BatchRefused):
+        return False
+    return True
+
+
+def _allocation_row(job_id: str, attempt: int, worker: WorkerSlot) -> dict[str, object]:
+    return {
+        "job_id": job_id,
+        "node_id": worker.node_id,
+        "attempt": attempt,
+        "rank": worker.rank,
+        "cpus": worker.resources.cpus,
+        "memory_bytes": worker.resources.memory_bytes,
+        "gpus": worker.resources.gpus,
+    }
+
+
+def _lock_nodes(session: Session, node_ids: list[str]) -> None:
+    """Lock the nodes in id order (no deadlock between schedulers) before counting."""
+    session.execute(
+        select(Node.id).where(Node.id.in_(node_ids)).order_by(Node.id).with_for_update()
+    )
 
 
 def _projects_with_quotas(session: Session) -> frozenset[str]:
@@ -82,10 +168,7 @@ def _check_project_quota(session: Session, project: str) -> None:
 def _place(session: Session, placement: Placement, *, actor: str) -> str:
     """Place one job; returns its project."""
     node_ids = sorted({w.node_id for w in placement.workers})
-    # Lock the nodes in id order (no deadlock between schedulers) before counting.
-    session.execute(
-        select(Node.id).where(Node.id.in_(node_ids)).order_by(Node.id).with_for_update()
-    )
+    _lock_nodes(session, node_ids)
     nodes = ", ".join(node_ids)
     transition_job(
         session,
@@ -99,19 +182,10 @@ def _place(session: Session, placement: Placement, *, actor: str) -> str:
     attempt, project = session.execute(
         select(Job.attempt, Job.project).where(Job.id == placement.job_id)
     ).one()
-    session.add_all(
-        Allocation(
-            job_id=placement.job_id,
-            node_id=w.node_id,
-            attempt=attempt,
-            rank=w.rank,
-            cpus=w.resources.cpus,
-            memory_bytes=w.resources.memory_bytes,
-            gpus=w.resources.gpus,
-        )
-        for w in placement.workers
+    session.execute(
+        insert(Allocation),
+        [_allocation_row(placement.job_id, attempt, w) for w in placement.workers],
     )
-    session.flush()
     _check_capacity(session, node_ids)
     return project
 

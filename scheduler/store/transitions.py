@@ -10,13 +10,15 @@ state it saw, the event's `from_state` is always true.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.errors import InvalidTransition, NotFound
-from ..domain.states import JobState, NodeState, job_sources, node_sources
+from ..domain.states import JOB_TRANSITIONS, JobState, NodeState, job_sources, node_sources
 from .models import Job, JobEvent, Node, NodeEvent, utcnow
 
 _CAS_RETRIES = 5
@@ -92,6 +94,75 @@ def transition_jobs(
             ],
         )
     return moved
+
+
+@dataclass(frozen=True, slots=True)
+class JobMove:
+    """One job's move in `transition_each`: its event reason and its own column values."""
+
+    job_id: str
+    reason: str | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+def transition_each(
+    session: Session,
+    moves: Sequence[JobMove],
+    source: JobState,
+    target: JobState,
+    *,
+    actor: str,
+) -> bool:
+    """Move every job of `moves` from `source` to `target`, each with its own values and
+    event, or none: False when any of them was not in `source` (nothing written then).
+
+    One guarded UPDATE run as an executemany and one insert of the events, where
+    `transition_job` per job costs two statements each: the launcher's hot path
+    (launches, ends of short commands). Callers fall back to `transition_job` per job
+    on False, which tells each job's own outcome (e.g. cancelled meanwhile).
+    """
+    if target not in JOB_TRANSITIONS[source]:
+        raise ValueError(f"a job may not move from {source.value} to {target.value}")
+    if not moves:
+        return True
+    columns = sorted({name for move in moves for name in move.values})
+    jobs = Job.__table__
+    guarded = (
+        update(jobs)
+        .where(jobs.c.id == bindparam("m_id"), jobs.c.state == source.value)
+        .values(
+            state=target.value,
+            updated_at=bindparam("m_updated_at"),
+            **{name: bindparam(f"m_{name}") for name in columns},
+        )
+    )
+    now = utcnow()
+    rows = [
+        {
+            "m_id": move.job_id,
+            "m_updated_at": now,
+            **{f"m_{name}": move.values.get(name) for name in columns},
+        }
+        for move in moves
+    ]
+    with session.begin_nested() as savepoint:
+        if session.execute(guarded, rows).rowcount != len(moves):
+            savepoint.rollback()
+            return False
+        session.execute(
+            insert(JobEvent),
+            [
+                {
+                    "job_id": move.job_id,
+                    "from_state": source.value,
+                    "to_state": target.value,
+                    "actor": actor,
+                    "reason": move.reason,
+                }
+                for move in moves
+            ],
+        )
+    return True
 
 
 def transition_node(
