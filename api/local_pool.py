@@ -174,6 +174,7 @@ class LocalPool:
             self.db,
             make_policy(settings.policy, grow_after_s=settings.elastic_grow_after_s),
             interval_s=settings.scheduler_interval_s,
+            quick_depth=settings.scheduler_quick_depth,
             on_error=lambda exc: self.say(f"scheduler step failed: {exc}"),
             launcher=Launcher(
                 self.db,

@@ -52,7 +52,20 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the API server binds.")
     port: int = Field(default=8765, ge=1, le=65535)
     policy: str = Field(default="fifo", description="Placement policy name.")
-    scheduler_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    scheduler_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="Longest time between two full scheduling steps (a submit or a run's "
+        "end also wakes the scheduler at once).",
+    )
+    scheduler_quick_depth: int = Field(
+        default=100,
+        ge=0,
+        description="Queued jobs a step woken by an event looks at between full steps "
+        "(like Slurm's default_queue_depth); such a step preempts nothing. 0: every step "
+        "reads the whole queue.",
+    )
     requeue_backoff_s: float = Field(
         default=2.0,
         ge=0,

@@ -3,6 +3,14 @@
 Each step is one transaction, so a crash at any point leaves the registry
 as it was before the step or after it, never in between. The simulator
 calls the same policy objects; only the snapshot source and applier differ.
+
+A step woken by an event (a submit, a run's end) between full steps is a
+*quick* one, as Slurm's event-triggered pass tests only `default_queue_depth`
+jobs: its policy sees the first `quick_depth` queued jobs (priority, then
+submit order) and may not preempt, suspend or move any running job. Reading
+and judging the whole queue for every end was most of a step's cost while a
+long queue of short jobs drained. A full step, with the whole queue and every
+decision, runs at least every `interval_s`, and whenever no event woke it.
 """
 
 from __future__ import annotations
@@ -10,11 +18,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .launcher import Launcher, LaunchReport
 from .logs import get_logger
-from .policy import Placement, Plan, Policy
+from .policy import ClusterSnapshot, Placement, Plan, Policy
 from .services.jobs import apply_cancellations
 from .services.nodes import expire_leases
 from .services.preemption import RequeueBackoff, apply_preemptions
@@ -27,6 +35,7 @@ from .store.snapshot_source import Forecasts, QueueCache, load_snapshot
 from .store.uow import Database
 
 log = get_logger("scheduler")
+FULL_QUEUE_LIMIT = 10_000  # queued jobs a full step loads (the rest wait their turn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +50,7 @@ class StepReport:
     lost_nodes: tuple[str, ...] = ()
     launch: LaunchReport | None = None
     seconds: float = 0.0
+    quick: bool = False  # saw only the head of the queue (`pending` counts that head)
 
 
 class SchedulerLoop:
@@ -58,8 +68,10 @@ class SchedulerLoop:
         launcher: Launcher | None = None,
         forecasts: Forecasts | None = None,
         backoff: RequeueBackoff = RequeueBackoff(),
+        quick_depth: int = 100,
     ) -> None:
-        """`backoff`: how long jobs of a lost node wait before their next attempt."""
+        """`backoff`: how long jobs of a lost node wait before their next attempt.
+        `quick_depth`: queued jobs a quick step looks at (0: every step is full)."""
         self.db = db
         self.backoff = backoff
         self.policy = policy
@@ -69,9 +81,12 @@ class SchedulerLoop:
         self.on_error = on_error
         self.launcher = launcher
         self.forecasts = forecasts
+        self.quick_depth = quick_depth
+        self._last_full = -float("inf")  # time.monotonic() of the last full step
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._queue_cache = QueueCache()
+        self._quick_cache = QueueCache()  # the head's views: quick steps never evict the rest
         self._baselined: set[str] = set()  # carbon baselines this process has written
         if launcher is not None:
             launcher.wake_on_run_end(self.wake)  # a run's end starts a step at once
@@ -83,26 +98,30 @@ class SchedulerLoop:
                 load_snapshot(session, now=self.clock(), forecasts=self.forecasts)
             )
 
-    def step(self) -> StepReport:
+    def step(self, *, quick: bool = False) -> StepReport:
         """Record ended runs, place (one transaction), launch what was placed.
 
         Ends are recorded first so the resources they free are placed in the same
         step: a job's end and its successor's start take one step, not two.
+        `quick`: a quick step (see the module docstring), if `quick_depth` allows one.
         """
         started = time.perf_counter()
+        quick = quick and self.quick_depth > 0
+        if not quick:
+            self._last_full = time.monotonic()
         launch = self.launcher.settle() if self.launcher else None
         with self.db.unit_of_work() as session:
             lost = expire_leases(session, backoff=self.backoff)
             stored_reasons: dict[str, str | None] = {}
-            plan = self.policy.plan(
-                load_snapshot(
-                    session,
-                    now=self.clock(),
-                    forecasts=self.forecasts,
-                    stored_reasons=stored_reasons,
-                    queue_cache=self._queue_cache,
-                )
+            snapshot = load_snapshot(
+                session,
+                now=self.clock(),
+                forecasts=self.forecasts,
+                stored_reasons=stored_reasons,
+                queue_cache=self._quick_cache if quick else self._queue_cache,
+                queue_limit=self.quick_depth if quick else FULL_QUEUE_LIMIT,
             )
+            plan = self.policy.plan(_keep_running(snapshot) if quick else snapshot)
             # Jobs that can never start (a dependency ended the wrong way) are cancelled.
             cancelled = apply_cancellations(session, plan.cancellations)
             preempted = apply_preemptions(session, plan.preemptions)
@@ -111,7 +130,8 @@ class SchedulerLoop:
             record_pending_reasons(
                 session, {**dict(plan.pending_reasons), **result.rejected}, stored_reasons
             )
-            record_carbon_baselines(session, plan.carbon_baselines, self._baselined)
+            if not quick:  # a quick plan names only the head's baselines: the rest wait
+                record_carbon_baselines(session, plan.carbon_baselines, self._baselined)
         # Runner I/O (Ray) happens outside the placement transaction. Victims' runs stop
         # before anything starts on their slots (a node's executor hands out its GPUs).
         if self.launcher is not None:
@@ -127,6 +147,7 @@ class SchedulerLoop:
             lost_nodes=tuple(lost),
             launch=launch,
             seconds=time.perf_counter() - started,
+            quick=quick,
         )
         _log_step(report, plan)
         if self.after_step:
@@ -141,16 +162,31 @@ class SchedulerLoop:
         self._wake.set()
 
     def run_forever(self) -> None:
-        """Step until `stop()`; with `on_error` set, a failed step is reported, not fatal."""
+        """Step until `stop()`; with `on_error` set, a failed step is reported, not fatal.
+        A step woken by an event is quick unless the last full one is `interval_s` old."""
+        woken = False
         while not self._stop.is_set():
+            full_due = time.monotonic() - self._last_full >= self.interval_s
             try:
-                self.step()
+                self.step(quick=woken and not full_due)
             except Exception as exc:  # keep scheduling through a transient DB outage
                 if self.on_error is None:
                     raise
                 self.on_error(exc)
-            self._wake.wait(self.interval_s)
+            woken = self._wake.wait(self.interval_s)
             self._wake.clear()
+
+
+def _keep_running(snapshot: ClusterSnapshot) -> ClusterSnapshot:
+    """The snapshot with no running job preemptible: a quick step, seeing only the head of
+    the queue, fills free capacity but leaves checkpointing jobs to full steps."""
+    return replace(
+        snapshot,
+        running=tuple(
+            replace(run, job=replace(run.job, preemptible=False)) if run.job.preemptible else run
+            for run in snapshot.running
+        ),
+    )
 
 
 def _not_moving(plan: Plan) -> tuple[Placement, ...]:

@@ -67,6 +67,7 @@ def build_loop(settings: Settings, db: Database, policy: str | None = None) -> S
         db,
         make_policy(policy or settings.policy, grow_after_s=settings.elastic_grow_after_s),
         interval_s=settings.scheduler_interval_s,
+        quick_depth=settings.scheduler_quick_depth,
         on_error=log_error,
         launcher=build_launcher(settings, db),
         forecasts=forecasts_for_policy(policy or settings.policy),

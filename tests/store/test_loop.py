@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
@@ -217,3 +218,50 @@ def test_live_srpt_sees_a_running_jobs_time_left_and_preempts_for_a_short_job(
     assert running.expected_end == pytest.approx(placed_at.timestamp() + 10 * 3600)
     report = srpt.step()
     assert report.preempted == (long_job,) and report.placed == (short,)
+
+
+def test_a_quick_step_sees_only_the_head_of_the_queue_and_a_full_step_all(
+    db: Database,
+) -> None:
+    with db.unit_of_work() as session:
+        online_node(session, cpus=4)
+        jobs = [submit_job(session, job_spec(resources={"cpus": 1}), actor="t").id
+                for _ in range(4)]
+    loop = SchedulerLoop(db, make_policy("fifo"), quick_depth=1)
+    quick = loop.step(quick=True)
+    assert quick.quick and quick.placed == (jobs[0],) and quick.pending == 0
+    full = loop.step()
+    assert not full.quick and full.placed == tuple(jobs[1:])
+
+
+def test_a_quick_step_never_preempts_and_the_next_full_step_does(db: Database) -> None:
+    with db.unit_of_work() as session:
+        online_node(session, cpus=2)
+        long_job = submit_job(session, job_spec(resources={"cpus": 2}), actor="t").id
+    las = SchedulerLoop(db, make_policy("las"))
+    assert las.step().placed == (long_job,)
+    _started_ago(db, long_job, 2 * 3600)
+    with db.unit_of_work() as session:
+        new_job = submit_job(session, job_spec(resources={"cpus": 2}), actor="t").id
+    quick = las.step(quick=True)
+    assert quick.preempted == () and quick.placed == ()
+    full = las.step()
+    assert full.preempted == (long_job,) and full.placed == (new_job,)
+
+
+def test_woken_steps_are_quick_until_a_full_one_is_due(db: Database) -> None:
+    reports: list[bool] = []
+    loop = SchedulerLoop(db, make_policy("fifo"), interval_s=0.3,
+                         after_step=lambda report: reports.append(report.quick))
+
+    def wake_often() -> None:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            loop.wake()
+            time.sleep(0.01)
+        loop.stop()
+
+    threading.Thread(target=wake_often, daemon=True).start()
+    loop.run_forever()
+    assert reports[0] is False  # the first step, woken by nothing, is full
+    assert reports.count(True) > reports.count(False) >= 2  # a full one at least every 0.3 s
