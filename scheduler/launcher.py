@@ -193,7 +193,7 @@ class Launcher:
                     select(Job).where(Job.state == JobState.PLACED.value).order_by(Job.placed_at)
                 )
             )
-            workers = _active_workers(session, [job.id for job in jobs])
+            workers = _attempt_workers(session, jobs)
             requests = [self._request(job, workers.get(job.id, ()), session) for job in jobs]
             for job, request in zip(jobs, requests, strict=True):
                 # recorded before the run exists (see the module docstring)
@@ -273,9 +273,9 @@ class Launcher:
         return JobState.PREEMPTED if state is JobState.QUEUED else state
 
     def _request(
-        self, job: Job, workers: tuple[tuple[int, WorkerPlacement], ...], session: Session
+        self, job: Job, workers: tuple[WorkerPlacement, ...], session: Session
     ) -> LaunchRequest:
-        """`workers`: the job's active allocations as (attempt, worker), in rank order."""
+        """`workers`: the current attempt's allocations, in rank order."""
         env = {
             **(job.env or {}),
             "COMMONPOOL_SERVER_URL": self.server_url,
@@ -291,7 +291,7 @@ class Launcher:
             attempt=job.attempt,
             entrypoint=job.entrypoint,
             args=dict(job.args),
-            workers=tuple(worker for attempt, worker in workers if attempt == job.attempt),
+            workers=workers,
             working_dir=job.working_dir,
             env=env,
             max_runtime_s=job.max_runtime_s,
@@ -523,21 +523,24 @@ def _end_in(
     return True
 
 
-def _active_workers(
-    session: Session, job_ids: list[str]
-) -> dict[str, tuple[tuple[int, WorkerPlacement], ...]]:
-    """The jobs' active allocations as (attempt, worker) in rank order: one query a batch."""
-    workers: dict[str, list[tuple[int, WorkerPlacement]]] = {}
-    for batch in id_batches(job_ids):
+def _attempt_workers(
+    session: Session, jobs: list[Job]
+) -> dict[str, tuple[WorkerPlacement, ...]]:
+    """Each job's active allocations of its current attempt, in rank order: one query a
+    batch of jobs, not one per job."""
+    attempt = {job.id: job.attempt for job in jobs}
+    workers: dict[str, list[WorkerPlacement]] = {}
+    for batch in id_batches(list(attempt)):
         for a in session.scalars(
             select(Allocation)
             .where(Allocation.job_id.in_(batch), Allocation.released_at.is_(None))
             .order_by(Allocation.job_id, Allocation.rank)
         ):
-            workers.setdefault(a.job_id, []).append(
-                (a.attempt, WorkerPlacement(a.rank, a.node_id, a.cpus, a.gpus, a.memory_bytes))
-            )
-    return {job_id: tuple(rows) for job_id, rows in workers.items()}
+            if a.attempt == attempt[a.job_id]:
+                workers.setdefault(a.job_id, []).append(
+                    WorkerPlacement(a.rank, a.node_id, a.cpus, a.gpus, a.memory_bytes)
+                )
+    return {job_id: tuple(placements) for job_id, placements in workers.items()}
 
 
 def _inputs(session: Session, job: Job) -> tuple[InputArtifact, ...]:

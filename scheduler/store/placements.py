@@ -29,7 +29,7 @@ from ..domain.states import JobState, NodeState
 from ..policy import Placement, WorkerSlot
 from .engine import id_batches
 from .models import Allocation, Job, Node, Project, utcnow
-from .transitions import transition_job, transition_jobs
+from .transitions import transition_jobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,80 +41,77 @@ class ApplyResult:
 def apply_placements(
     session: Session, placements: tuple[Placement, ...], *, actor: str = "scheduler"
 ) -> ApplyResult:
+    limited = _projects_with_quotas(session) if placements else frozenset()
+    if len(placements) > 1:
+        try:
+            with session.begin_nested():
+                _place(session, placements, actor=actor, limited=limited)
+            return ApplyResult(tuple(p.job_id for p in placements), {})
+        except CommonpoolError:
+            pass  # some placement fails a check: place them one by one to tell which
     placed: list[str] = []
     rejected: dict[str, str] = {}
-    limited = _projects_with_quotas(session) if placements else frozenset()
-    if len(placements) > 1 and _place_batch(session, placements, actor=actor, limited=limited):
-        return ApplyResult(tuple(p.job_id for p in placements), rejected)
     for placement in placements:
         try:
             with session.begin_nested():
-                project = _place(session, placement, actor=actor)
-                if project in limited:
-                    _check_project_quota(session, project)
+                _place(session, (placement,), actor=actor, limited=limited)
             placed.append(placement.job_id)
         except CommonpoolError as exc:
             rejected[placement.job_id] = exc.detail
     return ApplyResult(tuple(placed), rejected)
 
 
-class _BatchRefused(Exception):
-    """A job of the batch was not QUEUED any more (cancelled meanwhile)."""
-
-
-def _place_batch(
+def _place(
     session: Session,
     placements: tuple[Placement, ...],
     *,
     actor: str,
     limited: frozenset[str],
-) -> bool:
-    """Every placement with the checks of `_place`, or none (False: nothing written)."""
+) -> None:
+    """Every placement, with its checks, in the caller's savepoint; raises on any failure
+    (the caller rolls the savepoint back): a few set-based statements whatever their number.
+    """
     node_ids = sorted({w.node_id for p in placements for w in p.workers})
+    _lock_nodes(session, node_ids)
     by_nodes: dict[str, list[str]] = defaultdict(list)  # one event reason per node set
     for placement in placements:
         by_nodes[", ".join(sorted({w.node_id for w in placement.workers}))].append(
             placement.job_id
         )
-    try:
-        with session.begin_nested():
-            _lock_nodes(session, node_ids)
-            placed_at = utcnow()
-            for nodes, job_ids in by_nodes.items():
-                for batch in id_batches(job_ids):
-                    moved = transition_jobs(
-                        session,
-                        Job.id.in_(batch),
-                        JobState.PLACED,
-                        actor=actor,
-                        reason=f"placed on {nodes}",
-                        placed_at=placed_at,
-                        pending_reason=None,
-                    )
-                    if len(moved) != len(batch):
-                        raise _BatchRefused
-            jobs: dict[str, tuple[int, str]] = {}
-            for batch in id_batches([p.job_id for p in placements]):
-                jobs.update(
-                    (job_id, (attempt, project))
-                    for job_id, attempt, project in session.execute(
-                        select(Job.id, Job.attempt, Job.project).where(Job.id.in_(batch))
-                    )
-                )
-            session.execute(
-                insert(Allocation),
-                [
-                    _allocation_row(placement.job_id, jobs[placement.job_id][0], worker)
-                    for placement in placements
-                    for worker in placement.workers
-                ],
+    placed_at = utcnow()
+    for nodes, job_ids in by_nodes.items():
+        for batch in id_batches(job_ids):
+            moved = transition_jobs(
+                session,
+                Job.id.in_(batch),
+                JobState.PLACED,
+                actor=actor,
+                reason=f"placed on {nodes}",
+                placed_at=placed_at,
+                pending_reason=None,
             )
-            _check_capacity(session, node_ids)
-            for project in sorted({project for _, project in jobs.values()} & limited):
-                _check_project_quota(session, project)
-    except (CommonpoolError, _BatchRefused):
-        return False
-    return True
+            if len(moved) != len(batch):
+                gone = sorted(set(batch) - {job_id for job_id, _ in moved})
+                raise Conflict(f"job {gone[0]} is no longer queued (cancelled meanwhile?)")
+    jobs: dict[str, tuple[int, str]] = {}
+    for batch in id_batches([p.job_id for p in placements]):
+        jobs.update(
+            (job_id, (attempt, project))
+            for job_id, attempt, project in session.execute(
+                select(Job.id, Job.attempt, Job.project).where(Job.id.in_(batch))
+            )
+        )
+    session.execute(
+        insert(Allocation),
+        [
+            _allocation_row(placement.job_id, jobs[placement.job_id][0], worker)
+            for placement in placements
+            for worker in placement.workers
+        ],
+    )
+    _check_capacity(session, node_ids)
+    for project in sorted({project for _, project in jobs.values()} & limited):
+        _check_project_quota(session, project)
 
 
 def _allocation_row(job_id: str, attempt: int, worker: WorkerSlot) -> dict[str, object]:
@@ -163,31 +160,6 @@ def _check_project_quota(session: Session, project: str) -> None:
         raise QuotaExceeded(
             f"waiting for project quota: {project!r} may hold {quota.max_gpus} GPUs"
         )
-
-
-def _place(session: Session, placement: Placement, *, actor: str) -> str:
-    """Place one job; returns its project."""
-    node_ids = sorted({w.node_id for w in placement.workers})
-    _lock_nodes(session, node_ids)
-    nodes = ", ".join(node_ids)
-    transition_job(
-        session,
-        placement.job_id,
-        JobState.PLACED,
-        actor=actor,
-        reason=f"placed on {nodes}",
-        placed_at=utcnow(),
-        pending_reason=None,
-    )
-    attempt, project = session.execute(
-        select(Job.attempt, Job.project).where(Job.id == placement.job_id)
-    ).one()
-    session.execute(
-        insert(Allocation),
-        [_allocation_row(placement.job_id, attempt, w) for w in placement.workers],
-    )
-    _check_capacity(session, node_ids)
-    return project
 
 
 def _check_capacity(session: Session, node_ids: list[str]) -> None:
