@@ -31,11 +31,10 @@ from .store.placements import (
     record_carbon_baselines,
     record_pending_reasons,
 )
-from .store.snapshot_source import Forecasts, QueueCache, load_snapshot
+from .store.snapshot_source import QUEUE_LIMIT, Forecasts, QueueCache, load_snapshot
 from .store.uow import Database
 
 log = get_logger("scheduler")
-FULL_QUEUE_LIMIT = 10_000  # queued jobs a full step loads (the rest wait their turn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +118,7 @@ class SchedulerLoop:
                 forecasts=self.forecasts,
                 stored_reasons=stored_reasons,
                 queue_cache=self._quick_cache if quick else self._queue_cache,
-                queue_limit=self.quick_depth if quick else FULL_QUEUE_LIMIT,
+                queue_limit=self.quick_depth if quick else QUEUE_LIMIT,
             )
             plan = self.policy.plan(_keep_running(snapshot) if quick else snapshot)
             # Jobs that can never start (a dependency ended the wrong way) are cancelled.

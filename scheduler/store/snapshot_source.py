@@ -208,6 +208,8 @@ def _queue_window() -> Select[Any]:
     )
 
 
+QUEUE_LIMIT = 10_000  # queued jobs a (full) cycle loads: the rest wait their turn
+
 # Built once: a statement object keeps its cache key, so a cycle only binds its values
 # (building these two per cycle was about a third of an idle cycle's CPU).
 _ONLINE_NODES = _online_nodes()
@@ -218,7 +220,7 @@ def load_snapshot(
     session: Session,
     *,
     now: float,
-    queue_limit: int = 10_000,
+    queue_limit: int = QUEUE_LIMIT,
     forecasts: Forecasts | None = None,
     stored_reasons: dict[str, str | None] | None = None,
     queue_cache: QueueCache | None = None,
