@@ -276,7 +276,12 @@ def test_an_unanswered_launch_keeps_the_job_placed_and_its_run_starts_once(
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
-        pool.runner.call_timeout_s, launcher.max_launch_retries = saved
-    final = client.wait(job.id, timeout_s=120, poll_s=0.2)
+        pool.runner.call_timeout_s = saved[0]
+    try:
+        # The doubts counted so far stay counted: restoring the limit of 3 before the job
+        # left PLACED would requeue it at the next slow answer of the just-resumed executor.
+        final = client.wait(job.id, timeout_s=120, poll_s=0.2)
+    finally:
+        launcher.max_launch_retries = saved[1]
     assert final.state == "SUCCEEDED" and final.attempt == 1, final.exit_reason
     assert marker.read_text().splitlines() == ["run"]
