@@ -175,6 +175,8 @@ class LocalPool:
             make_policy(settings.policy, grow_after_s=settings.elastic_grow_after_s),
             interval_s=settings.scheduler_interval_s,
             quick_depth=settings.scheduler_quick_depth,
+            chain_window_s=settings.scheduler_chain_window_s,
+            chain_depth=settings.scheduler_chain_depth,
             on_error=lambda exc: self.say(f"scheduler step failed: {exc}"),
             launcher=Launcher(
                 self.db,

@@ -66,6 +66,21 @@ class Settings(BaseSettings):
         "(like Slurm's default_queue_depth); such a step preempts nothing. 0: every step "
         "reads the whole queue.",
     )
+    scheduler_chain_window_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=3600,
+        description="A queued single-node command job may wait on a node behind a command "
+        "run started at most this many seconds ago, and start the moment it ends, without "
+        "a scheduling step in between (0: never).",
+    )
+    scheduler_chain_depth: int = Field(
+        default=3,
+        ge=0,
+        le=64,
+        description="How many such jobs may wait behind one run, one after the other "
+        "(0: none).",
+    )
     requeue_backoff_s: float = Field(
         default=2.0,
         ge=0,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -193,20 +193,34 @@ class Launcher:
                     select(Job).where(Job.state == JobState.PLACED.value).order_by(Job.placed_at)
                 )
             )
-            workers = _attempt_workers(session, jobs)
+            workers, behind = _attempt_workers(session, jobs)
             requests = [self._request(job, workers.get(job.id, ()), session) for job in jobs]
             for job, request in zip(jobs, requests, strict=True):
                 # recorded before the run exists (see the module docstring)
                 job.runner_ref = self.runner.ref_for(request)
                 job.checkpoint_uri = self.runner.checkpoint_location(request)
+            ahead = _runs_ahead(session, behind)
         launched: list[tuple[str, str]] = []
+        started: set[str] = set()  # the jobs of `launched`
         placed = {request.job_id for request in requests}
         self._in_doubt = {k: n for k, n in self._in_doubt.items() if k in placed}
-        for request in requests:
+        # Chained jobs after the run each waits behind, which must have been launched.
+        level = _chain_levels(behind, ahead)
+        for request in sorted(requests, key=lambda r: level.get(r.job_id, 0)):
+            if request.job_id in behind:
+                ahead_job, ahead_ref = ahead.get(request.job_id, (None, None))
+                if ahead_ref is None or (ahead_job in placed and ahead_job not in started):
+                    continue  # its run did not start this step: the next step decides
+                request = replace(request, after=ahead_ref)
+                if not self.runner.chains(request):
+                    continue  # launched as usual once the run ahead has ended
             try:
                 ref = self._launch_unless_in_doubt(request, report)
                 if ref is not None:
                     launched.append((request.job_id, ref))
+                    started.add(request.job_id)
+                    if request.after is not None:  # queued: nothing to poll before its end
+                        self._last_poll[ref] = self.clock()
             except RunnerUnavailable as exc:  # the pool's fault: try again, elsewhere or later
                 state = self._requeue(request.job_id, f"launch failed: {exc}")
                 if state is not None:
@@ -525,11 +539,13 @@ def _end_in(
 
 def _attempt_workers(
     session: Session, jobs: list[Job]
-) -> dict[str, tuple[WorkerPlacement, ...]]:
-    """Each job's active allocations of its current attempt, in rank order: one query a
-    batch of jobs, not one per job."""
+) -> tuple[dict[str, tuple[WorkerPlacement, ...]], dict[str, int]]:
+    """Each job's active allocations of its current attempt, in rank order, and for each
+    chained job the allocation it waits behind: one query a batch of jobs, not one per job.
+    """
     attempt = {job.id: job.attempt for job in jobs}
     workers: dict[str, list[WorkerPlacement]] = {}
+    behind: dict[str, int] = {}
     for batch in id_batches(list(attempt)):
         for a in session.scalars(
             select(Allocation)
@@ -540,7 +556,43 @@ def _attempt_workers(
                 workers.setdefault(a.job_id, []).append(
                     WorkerPlacement(a.rank, a.node_id, a.cpus, a.gpus, a.memory_bytes)
                 )
-    return {job_id: tuple(placements) for job_id, placements in workers.items()}
+                if a.standby and a.after_id is not None:
+                    behind[a.job_id] = a.after_id
+    return {job_id: tuple(placements) for job_id, placements in workers.items()}, behind
+
+
+def _chain_levels(
+    behind: dict[str, int], ahead: dict[str, tuple[str, str | None]]
+) -> dict[str, int]:
+    """How many jobs of this batch each chained job waits behind, itself included: the
+    order in which a batch's chains are launched, each run after the one ahead of it."""
+    levels: dict[str, int] = {}
+
+    def level(job_id: str) -> int:
+        if job_id not in behind:
+            return 0
+        if job_id not in levels:
+            levels[job_id] = 1 + level(ahead.get(job_id, ("", None))[0])
+        return levels[job_id]
+
+    for job_id in behind:
+        level(job_id)
+    return levels
+
+
+def _runs_ahead(session: Session, behind: dict[str, int]) -> dict[str, tuple[str, str | None]]:
+    """For each chained job, (the job it waits behind, that job's run ref)."""
+    if not behind:
+        return {}
+    rows = {
+        allocation_id: (job_id, ref)
+        for allocation_id, job_id, ref in session.execute(
+            select(Allocation.id, Job.id, Job.runner_ref)
+            .join(Job, Job.id == Allocation.job_id)
+            .where(Allocation.id.in_(sorted(set(behind.values()))))
+        )
+    }
+    return {job: rows[after] for job, after in behind.items() if after in rows}
 
 
 def _inputs(session: Session, job: Job) -> tuple[InputArtifact, ...]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from .launcher import Launcher, LaunchReport
 from .logs import get_logger
 from .policy import ClusterSnapshot, Placement, Plan, Policy
+from .policy.chain import chain
 from .services.jobs import apply_cancellations
 from .services.nodes import expire_leases
 from .services.preemption import RequeueBackoff, apply_preemptions
@@ -68,9 +69,13 @@ class SchedulerLoop:
         forecasts: Forecasts | None = None,
         backoff: RequeueBackoff = RequeueBackoff(),
         quick_depth: int = 100,
+        chain_window_s: float = 0.0,
+        chain_depth: int = 1,
     ) -> None:
         """`backoff`: how long jobs of a lost node wait before their next attempt.
-        `quick_depth`: queued jobs a quick step looks at (0: every step is full)."""
+        `quick_depth`: queued jobs a quick step looks at (0: every step is full).
+        `chain_window_s`, `chain_depth`: chain queued command jobs, up to `chain_depth`
+        behind each run started at most `chain_window_s` ago (`policy.chain`; 0: never)."""
         self.db = db
         self.backoff = backoff
         self.policy = policy
@@ -81,6 +86,8 @@ class SchedulerLoop:
         self.launcher = launcher
         self.forecasts = forecasts
         self.quick_depth = quick_depth
+        self.chain_window_s = chain_window_s
+        self.chain_depth = chain_depth
         self._last_full = -float("inf")  # time.monotonic() of the last full step
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -120,14 +127,21 @@ class SchedulerLoop:
                 queue_cache=self._quick_cache if quick else self._queue_cache,
                 queue_limit=self.quick_depth if quick else QUEUE_LIMIT,
             )
-            plan = self.policy.plan(_keep_running(snapshot) if quick else snapshot)
+            seen = _keep_running(snapshot) if quick else snapshot
+            plan = self.policy.plan(seen)
+            chained = chain(
+                self.policy, seen, plan, window_s=self.chain_window_s, depth=self.chain_depth
+            )
             # Jobs that can never start (a dependency ended the wrong way) are cancelled.
             cancelled = apply_cancellations(session, plan.cancellations)
             preempted = apply_preemptions(session, plan.preemptions)
-            result = apply_placements(session, _not_moving(plan))
-            # A placement refused at apply time (capacity race, project quota) waits with why.
+            result = apply_placements(session, _not_moving(plan) + chained)
+            # A placement refused at apply time (capacity race, project quota) waits with
+            # why; a refused chained one has its plan's reason (it waits for a slot).
+            behind = {placement.job_id for placement in chained}
+            refused = {k: why for k, why in result.rejected.items() if k not in behind}
             record_pending_reasons(
-                session, {**dict(plan.pending_reasons), **result.rejected}, stored_reasons
+                session, {**dict(plan.pending_reasons), **refused}, stored_reasons
             )
             if not quick:  # a quick plan names only the head's baselines: the rest wait
                 record_carbon_baselines(session, plan.carbon_baselines, self._baselined)

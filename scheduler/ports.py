@@ -53,6 +53,9 @@ class LaunchRequest:
     command: tuple[str, ...] | None = None
     inputs: tuple[InputArtifact, ...] = ()  # ddp, service: staged on every worker's node
     publish: str | None = None  # kind ddp: publish the final checkpoint as this model
+    # A chained job (`policy.chain`): the ref of the run whose end starts this one, on the
+    # same node (launched only where `Runner.chains` says the runner can queue it).
+    after: str | None = None
 
 
 class RunStatus(StrEnum):
@@ -116,6 +119,12 @@ class Runner(Protocol):
     def launch(self, request: LaunchRequest) -> str:
         """Start the run (or adopt the one already started for this job attempt); its ref.
         Raises `RunnerUnavailable` when the failure is the pool's, not the job's."""
+        ...
+
+    def chains(self, request: LaunchRequest) -> bool:
+        """Whether `launch` can queue this chained request behind `request.after`, to start
+        when that run ends (else the launcher keeps it PLACED until the run ahead ended).
+        Its poll reports PENDING until it started."""
         ...
 
     def poll(self, ref: str) -> RunReport: ...

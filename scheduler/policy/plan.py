@@ -14,6 +14,9 @@ class Placement:
 
     job_id: str
     workers: tuple[WorkerSlot, ...]
+    # A chained placement (`chain`): the job waits on its node's executor behind running job
+    # `after`, in that job's slot, and starts the moment it ends; None for the rest.
+    after: str | None = None
 
     @property
     def node_ids(self) -> tuple[str, ...]:

@@ -129,6 +129,9 @@ class JobView:
     # it takes its endpoint down). Policies never pick it as a preemption victim, nor
     # suspend or regrow it; it runs until it ends or is cancelled.
     preemptible: bool = True
+    # A single-node command job that ships nothing: its node's executor can run it the
+    # moment the run ahead of it in its slot ends (`chain`).
+    chainable: bool = False
 
     @property
     def min_demand(self) -> Resources:
@@ -153,6 +156,9 @@ class RunningJobView:
     workers: tuple[WorkerSlot, ...]
     started_at: float
     expected_end: float | None = None
+    # A chained job (`chain`) waiting behind running job `after`: its slot is that job's,
+    # so its workers hold nothing of their own (not in any node's used resources) yet.
+    after: str | None = None
 
     @property
     def gpus(self) -> int:
@@ -185,7 +191,7 @@ class ClusterSnapshot:
         drop = set(job_ids)
         freed: dict[str, Resources] = {}
         for run in self.running:
-            if run.job.id in drop:
+            if run.job.id in drop and run.after is None:  # a chained run holds nothing
                 for slot in run.workers:
                     freed[slot.node_id] = freed.get(slot.node_id, Resources()) + slot.resources
         nodes = tuple(

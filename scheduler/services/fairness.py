@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from ..domain.states import JobState, NodeState
 from ..policy.fair import dominant_share, water_fill
 from ..policy.snapshot import Resources
-from ..store.models import Allocation, Job, JobEnergyPart, Node, NodeEnergy, Project
+from ..store.models import HELD, Allocation, Job, JobEnergyPart, Node, NodeEnergy, Project
 
 PRESENT = (NodeState.ONLINE, NodeState.DRAINING, NodeState.CORDONED)
 DEFAULT_WEIGHT = 1.0  # a project without a row weighs what `effective_weights` gives it
@@ -127,7 +127,7 @@ def _usage(session: Session) -> tuple[dict[str, Resources], dict[str, int]]:
             func.count(distinct(Job.id)),
         )
         .join(Job, Job.id == Allocation.job_id)
-        .where(Allocation.released_at.is_(None))
+        .where(HELD)
         .group_by(Job.project)
     ).all()
     usage = {p: Resources(float(c or 0), int(m or 0), int(g or 0)) for p, c, m, g, _ in rows}

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ..domain.errors import (
     Invalid,
@@ -273,14 +273,71 @@ def release_allocations(session: Session, job_id: str) -> int:
 
 
 def release_allocations_where(session: Session, jobs: ColumnElement[bool]) -> int:
-    """Mark released the active allocations matching `jobs` (a condition on Allocation)."""
+    """Mark released the active allocations matching `jobs` (a condition on Allocation).
+
+    Chained allocations (`Allocation.after_id`) move up: one that waited behind a released
+    standby allocation now waits behind what that one waited behind, and one whose run
+    ahead is released holds its resources from now on (that run has ended or is being
+    stopped, and the node's executor starts the next one at its end).
+    """
+    now = utcnow()
+    _relink_followers(session, jobs)
     result = session.execute(
         update(Allocation)
         .where(jobs, Allocation.released_at.is_(None))
-        .values(released_at=utcnow())
+        .values(released_at=now, standby=False)
         .execution_options(synchronize_session=False)
     )
+    if result.rowcount:
+        ahead = aliased(Allocation)
+        session.execute(
+            update(Allocation)
+            .where(
+                Allocation.standby.is_(True),
+                Allocation.after_id.is_(None)  # the run ahead was deleted
+                | select(ahead.id)
+                .where(ahead.id == Allocation.after_id, ahead.released_at.is_not(None))
+                .exists(),
+            )
+            .values(standby=False, created_at=now)
+            .execution_options(synchronize_session=False)
+        )
     return result.rowcount
+
+
+def _relink_followers(session: Session, jobs: ColumnElement[bool]) -> None:
+    """Before standby allocations are released: each allocation chained behind one of them
+    (and not released with them) waits behind the first run ahead that stays."""
+    leaving: dict[int, int | None] = {
+        row.id: row.after_id
+        for row in session.execute(
+            select(Allocation.id, Allocation.after_id).where(
+                jobs, Allocation.released_at.is_(None), Allocation.standby.is_(True)
+            )
+        )
+    }
+    if not leaving:
+        return
+    followers = session.execute(
+        select(Allocation.id, Allocation.after_id).where(
+            Allocation.after_id.in_(sorted(leaving)), Allocation.id.not_in(sorted(leaving))
+        )
+    ).all()
+    session.execute(  # first: `after_id` is unique, and a follower takes over this one's
+        update(Allocation)
+        .where(Allocation.id.in_(sorted(leaving)))
+        .values(after_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    for follower, after in followers:
+        while after in leaving:
+            after = leaving[after]
+        session.execute(
+            update(Allocation)
+            .where(Allocation.id == follower)
+            .values(after_id=after)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def list_events(session: Session, job_id: str) -> list[JobEvent]:

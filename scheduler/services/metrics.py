@@ -16,7 +16,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ..domain.states import JobState, NodeState
-from ..store.models import Allocation, Job, JobEnergyPart, Node, NodeEnergy, utcnow
+from ..store.models import HELD, Allocation, Job, JobEnergyPart, Node, NodeEnergy, utcnow
 from .energy_report import PoolEnergy, pool_energy
 
 PRESENT = (NodeState.ONLINE, NodeState.DRAINING, NodeState.CORDONED)
@@ -108,7 +108,7 @@ def _capacity_by_gpu_type(session: Session) -> dict[str, Capacity]:
             func.sum(Allocation.memory_bytes),
         )
         .join(Node, Node.id == Allocation.node_id)
-        .where(Allocation.released_at.is_(None), Node.state.in_(present))
+        .where(HELD, Node.state.in_(present))
         .group_by(Node.gpu_type, Node.state)
     )
     for gpu_type, state, cpus, gpus, memory in used:

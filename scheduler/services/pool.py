@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..domain.states import JobState, NodeState
-from ..store.models import Allocation, Job, Node
+from ..store.models import HELD, Allocation, Job, Node
 from .carbon_saved import CarbonSaved, carbon_saved
 from .energy_report import PoolEnergy, pool_energy
 
@@ -74,7 +74,7 @@ def _used(session: Session, states: tuple[NodeState, ...]) -> ResourceTotals:
             func.coalesce(func.sum(Allocation.gpus), 0),
         )
         .join(Node, Node.id == Allocation.node_id)
-        .where(Allocation.released_at.is_(None), Node.state.in_([s.value for s in states]))
+        .where(HELD, Node.state.in_([s.value for s in states]))
     ).one()
     return _totals(row)
 

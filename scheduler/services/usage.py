@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..domain.states import NodeState
-from ..store.models import Allocation, JobEnergyBucket, Node, NodeEnergy, utcnow
+from ..store.models import HELD, Allocation, JobEnergyBucket, Node, NodeEnergy, utcnow
 
 PRESENT = frozenset({NodeState.ONLINE, NodeState.DRAINING, NodeState.CORDONED})
 UNTYPED = "untyped"
@@ -142,7 +142,7 @@ def _held(session: Session) -> dict[str, tuple[float, int, int, int]]:
             func.sum(Allocation.gpus),
             func.count(func.distinct(Allocation.job_id)),
         )
-        .where(Allocation.released_at.is_(None))
+        .where(HELD)
         .group_by(Allocation.node_id)
     ).all()
     return {n: (float(c or 0), int(m or 0), int(g or 0), int(j)) for n, c, m, g, j in rows}

@@ -362,9 +362,18 @@ class Allocation(Base):
     gpus: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A chained allocation (`scheduler.policy.chain`): its job waits on the node's executor
+    # behind the run that holds allocation `after_id` and starts the moment that run ends.
+    # While `standby` it borrows that run's resources, so nothing counts it as held; the
+    # release of the allocation ahead makes it held (`services.jobs.release_allocations`).
+    after_id: Mapped[int | None] = mapped_column(
+        ForeignKey("allocations.id", ondelete="SET NULL")
+    )
+    standby: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     __table_args__ = (
         UniqueConstraint("job_id", "attempt", "rank", name="uq_allocations_job_attempt_rank"),
+        UniqueConstraint("after_id", name="uq_allocations_after"),  # one run waits per run
         CheckConstraint("rank >= 0", name="rank_nonneg"),
         CheckConstraint("cpus >= 0 AND memory_bytes >= 0 AND gpus >= 0", name="resources_nonneg"),
         Index(
@@ -374,8 +383,13 @@ class Allocation(Base):
             postgresql_where=text("released_at IS NULL"),
         ),
         Index("ix_allocations_job", "job_id"),
+        Index("ix_allocations_standby", "standby"),  # the few waiting behind a run
     )
 
+
+# Allocations that hold their node's resources now (capacity, quotas, usage): open and not
+# standby behind another run.
+HELD = Allocation.released_at.is_(None) & Allocation.standby.is_(False)
 
 class JobEvent(Base):
     """Every job state change: from, to, who and why. Written in the same transaction."""

@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session
 
 from ..domain.errors import CommonpoolError, Conflict, QuotaExceeded
 from ..domain.states import JobState, NodeState
-from ..policy import Placement, WorkerSlot
+from ..policy import Placement, Resources, WorkerSlot
 from .engine import id_batches
-from .models import Allocation, Job, Node, Project, utcnow
+from .models import HELD, Allocation, Job, Node, Project, utcnow
 from .transitions import transition_jobs
 
 
@@ -73,20 +73,20 @@ def _place(
     """
     node_ids = sorted({w.node_id for p in placements for w in p.workers})
     _lock_nodes(session, node_ids)
-    by_nodes: dict[str, list[str]] = defaultdict(list)  # one event reason per node set
+    by_reason: dict[str, list[str]] = defaultdict(list)  # one event reason per node set
     for placement in placements:
-        by_nodes[", ".join(sorted({w.node_id for w in placement.workers}))].append(
-            placement.job_id
-        )
+        nodes = ", ".join(sorted({w.node_id for w in placement.workers}))
+        behind = f" behind job {placement.after}" if placement.after else ""
+        by_reason[f"placed on {nodes}{behind}"].append(placement.job_id)
     placed_at = utcnow()
-    for nodes, job_ids in by_nodes.items():
+    for reason, job_ids in by_reason.items():
         for batch in id_batches(job_ids):
             moved = transition_jobs(
                 session,
                 Job.id.in_(batch),
                 JobState.PLACED,
                 actor=actor,
-                reason=f"placed on {nodes}",
+                reason=reason,
                 placed_at=placed_at,
                 pending_reason=None,
             )
@@ -101,17 +101,68 @@ def _place(
                 select(Job.id, Job.attempt, Job.project).where(Job.id.in_(batch))
             )
         )
-    session.execute(
-        insert(Allocation),
-        [
-            _allocation_row(placement.job_id, jobs[placement.job_id][0], worker)
-            for placement in placements
-            for worker in placement.workers
-        ],
-    )
+    rows = [
+        _allocation_row(placement.job_id, jobs[placement.job_id][0], worker)
+        for placement in placements
+        if placement.after is None
+        for worker in placement.workers
+    ]
+    if rows:
+        session.execute(insert(Allocation), rows)
+    chained = [placement for placement in placements if placement.after is not None]
+    if chained:  # after the rest: a job may be chained behind one placed in this batch
+        _insert_chained(session, chained, jobs)
     _check_capacity(session, node_ids)
     for project in sorted({project for _, project in jobs.values()} & limited):
         _check_project_quota(session, project)
+
+
+def _insert_chained(
+    session: Session, placements: list[Placement], jobs: dict[str, tuple[int, str]]
+) -> None:
+    """The standby allocations of chained placements, each behind the allocation its job
+    waits for, which must be open on the same node, hold room for it, belong to the same
+    project and have nobody behind it yet (`policy.chain`); raises Conflict if not."""
+    ahead = {p.after: p for p in placements}
+    columns = (Allocation.id, Allocation.job_id, Allocation.node_id, Allocation.cpus,
+               Allocation.memory_bytes, Allocation.gpus, Job.project)  # fmt: skip
+    held = {
+        row.job_id: row
+        for batch in id_batches(sorted(ahead))  # type: ignore[arg-type]
+        for row in session.execute(
+            select(*columns)
+            .join(Job, Job.id == Allocation.job_id)
+            .where(
+                Allocation.job_id.in_(batch),
+                Allocation.released_at.is_(None),
+                Allocation.attempt == Job.attempt,
+            )
+        )
+    }
+    followed = Allocation.after_id.in_([row.id for row in held.values()])
+    taken = set(session.scalars(select(Allocation.after_id).where(followed)))
+    rows = []
+    for job_id, placement in ahead.items():
+        (worker,) = placement.workers
+        run = held.get(job_id)  # type: ignore[arg-type]
+        if run is None or run.id in taken:
+            raise Conflict(f"job {job_id} no longer runs alone in its slot")
+        slot = Resources(run.cpus, run.memory_bytes, run.gpus)
+        attempt, project = jobs[placement.job_id]
+        if (
+            run.node_id != worker.node_id
+            or not slot.fits(worker.resources)
+            or run.project != project
+        ):
+            raise Conflict(f"job {placement.job_id} does not fit in job {job_id}'s slot")
+        rows.append(
+            {
+                **_allocation_row(placement.job_id, attempt, worker),
+                "after_id": run.id,
+                "standby": True,
+            }
+        )
+    session.execute(insert(Allocation), rows)
 
 
 def _allocation_row(job_id: str, attempt: int, worker: WorkerSlot) -> dict[str, object]:
@@ -150,7 +201,7 @@ def _check_project_quota(session: Session, project: str) -> None:
             func.coalesce(func.sum(Allocation.cpus), 0), func.coalesce(func.sum(Allocation.gpus), 0)
         )
         .join(Job, Job.id == Allocation.job_id)
-        .where(Job.project == project, Allocation.released_at.is_(None))
+        .where(Job.project == project, HELD)
     ).one()
     if quota.max_cpus is not None and used_cpus > quota.max_cpus + 1e-9:
         raise QuotaExceeded(
@@ -174,7 +225,7 @@ def _check_capacity(session: Session, node_ids: list[str]) -> None:
             func.coalesce(func.sum(Allocation.memory_bytes), 0),
             func.coalesce(func.sum(Allocation.gpus), 0),
         )
-        .outerjoin(Allocation, (Allocation.node_id == Node.id) & Allocation.released_at.is_(None))
+        .outerjoin(Allocation, (Allocation.node_id == Node.id) & HELD)
         .where(Node.id.in_(node_ids))
         .group_by(Node.id, Node.state, Node.cpus, Node.memory_bytes, Node.gpus)
     ).all()

@@ -28,7 +28,7 @@ from ..policy import (
     WorkerSlot,
 )
 from .engine import id_batches
-from .models import Allocation, Job, JobDependency, Node, Project
+from .models import HELD, Allocation, Job, JobDependency, Node, Project
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -42,7 +42,7 @@ _QUEUED_COLUMNS = (
     Job.workers_min, Job.workers_max, Job.gpu_type, Job.priority, Job.project, Job.owner,
     Job.submitted_at, Job.deadline_at, Job.label_selector, Job.max_runtime_s, Job.carbon,
     Job.carbon_suspensions, Job.array_id, Job.array_index, Job.array_limit, Job.pending_reason,
-    Job.kind, Job.job_type, Job.attempt,
+    Job.kind, Job.job_type, Job.attempt, Job.working_dir,
 )
 
 
@@ -73,6 +73,7 @@ def job_view(
         preemptible=job.kind != "service",  # see JobView.preemptible
         job_type=job.job_type,
         attained_service_s=attained_service_s,
+        chainable=job.kind == "command" and job.working_dir is None and job.workers_max == 1,
     )
 
 
@@ -154,7 +155,7 @@ def _online_nodes() -> Select[Any]:
             func.sum(Allocation.memory_bytes).label("mem"),
             func.sum(Allocation.gpus).label("gpus"),
         )
-        .where(Allocation.released_at.is_(None))
+        .where(HELD)
         .group_by(Allocation.node_id)
         .subquery()
     )
@@ -303,19 +304,25 @@ def _dependencies(
 
 
 def _running(session: Session, now: float) -> tuple[RunningJobView, ...]:
+    ahead = aliased(Allocation)  # a chained allocation's: whose run its job waits behind
     rows = session.execute(
-        select(Job, Allocation)
+        select(Job, Allocation, ahead.job_id)
         .join(Allocation, (Allocation.job_id == Job.id) & Allocation.released_at.is_(None))
+        .outerjoin(ahead, (ahead.id == Allocation.after_id) & Allocation.standby.is_(True))
         .where(Job.state.in_([s.value for s in JobState if s.holds_allocation]))
         .order_by(Job.id, Allocation.rank)
     ).all()
     slots: dict[str, list[WorkerSlot]] = defaultdict(list)
     jobs: dict[str, Job] = {}
-    served = served_before(session, {job.id for job, _ in rows if job.attempt > 1})
-    for job, alloc in rows:
+    behind: dict[str, str] = {}
+    served = served_before(session, {job.id for job, _, _ in rows if job.attempt > 1})
+    for job, alloc, ahead_job in rows:
         jobs[job.id] = job
-        running_s = max(0.0, now - alloc.created_at.timestamp())
-        served[job.id] += _worker_weight(alloc.gpus) * running_s
+        if ahead_job is not None:  # waits behind another run: holds nothing, serves nothing
+            behind[job.id] = ahead_job
+        else:
+            running_s = max(0.0, now - alloc.created_at.timestamp())
+            served[job.id] += _worker_weight(alloc.gpus) * running_s
         slots[job.id].append(
             WorkerSlot(
                 alloc.node_id, alloc.rank, Resources(alloc.cpus, alloc.memory_bytes, alloc.gpus)
@@ -329,5 +336,8 @@ def _running(session: Session, now: float) -> tuple[RunningJobView, ...]:
         if job.max_runtime_s:  # the limit holds per attempt: this run ends by then
             end = started_at + job.max_runtime_s
             view = replace(view, estimated_runtime_s=max(0.0, end - now))
-        views.append(RunningJobView(view, tuple(slots[job_id]), started_at, end))
+        after = behind.get(job_id)
+        if after is not None:  # not started: no victim (stopping it would free nothing)
+            view = replace(view, preemptible=False)
+        views.append(RunningJobView(view, tuple(slots[job_id]), started_at, end, after))
     return tuple(views)

@@ -92,3 +92,62 @@ def test_rank_0s_rendezvous_is_the_same_for_the_same_run() -> None:
     assert first[0] == ray.util.get_node_ip_address() and 0 < first[1] < 65536
     other = executor.rendezvous("job_2-a1@ddp:node-a,node-b#0")
     assert other[0] == first[0]
+
+
+def test_a_run_queued_behind_another_starts_when_that_one_ends() -> None:
+    executor = CommandExecutor("node-a")
+    ahead, behind = "job_6-a1@node-a", "job_7-a1@node-a"
+    executor.start(ahead, ["/bin/sh", "-c", "sleep 0.5; date +%s.%N"], {})
+    assert executor.start(behind, ["/bin/sh", "-c", "date +%s.%N"], {}, after=ahead) is None
+    assert executor.started(behind) is None  # queued: not forked yet
+    first, second = _ended(executor, ahead), _ended(executor, behind)
+    assert first.exit_code == second.exit_code == 0
+    assert float(second.output or b"0") >= float(first.output or b"0")  # one after the other
+    assert second.started_at >= first.ended_at - 0.05
+    assert executor.started(behind) == second.started_at
+    assert executor.start(behind, ["false"], {}, after=ahead) == second.started_at  # adopted
+
+
+def test_a_run_queued_behind_an_ended_or_unknown_run_starts_at_once() -> None:
+    executor = CommandExecutor("node-a")
+    executor.start("job_8-a1@node-a", ["true"], {})
+    _ended(executor, "job_8-a1@node-a")
+    assert executor.start("job_9-a1@node-a", ["true"], {}, after="job_8-a1@node-a")
+    assert executor.start("job_10-a1@node-a", ["true"], {}, after="job_0-a1@node-a")
+    assert _ended(executor, "job_9-a1@node-a").exit_code == 0
+    assert _ended(executor, "job_10-a1@node-a").exit_code == 0
+
+
+def test_stopping_a_queued_run_ends_it_unstarted_and_the_slot_stays_free() -> None:
+    executor = CommandExecutor("node-a")
+    ahead, behind = "job_11-a1@node-a", "job_12-a1@node-a"
+    executor.start(ahead, ["sleep", "0.3"], {})
+    executor.start(behind, ["/bin/sh", "-c", "echo ran"], {}, after=ahead)
+    executor.stop(behind)
+    end = _ended(executor, behind)
+    assert end.stopped and end.exit_code is None and end.output == b""
+    assert _ended(executor, ahead).exit_code == 0
+    assert executor.started(behind) is None  # the end of the run ahead started nothing
+
+
+def test_stopping_the_run_ahead_starts_the_queued_one() -> None:
+    executor = CommandExecutor("node-a")
+    ahead, behind = "job_13-a1@node-a", "job_14-a1@node-a"
+    executor.start(ahead, ["sleep", "30"], {})
+    executor.start(behind, ["/bin/sh", "-c", "echo ran"], {}, after=ahead)
+    executor.stop(ahead)
+    assert _ended(executor, ahead).stopped
+    assert _ended(executor, behind).output == b"ran\n"
+
+
+def test_stopping_a_queued_run_moves_the_one_behind_it_up() -> None:
+    executor = CommandExecutor("node-a")
+    first, second, third = "job_15-a1@node-a", "job_16-a1@node-a", "job_17-a1@node-a"
+    executor.start(first, ["sleep", "0.3"], {})
+    executor.start(second, ["/bin/sh", "-c", "echo second"], {}, after=first)
+    executor.start(third, ["/bin/sh", "-c", "echo third"], {}, after=second)
+    executor.stop(second)
+    assert executor.started(third) is None  # still behind the first
+    first_end, third_end = _ended(executor, first), _ended(executor, third)
+    assert third_end.output == b"third\n" and third_end.started_at >= first_end.ended_at - 0.05
+    assert _ended(executor, second).stopped and executor.started(second) is None

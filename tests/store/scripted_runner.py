@@ -10,9 +10,14 @@ from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, run_
 class ScriptedRunner:
     """Runs nothing: launches are recorded; each run ends when the test calls `end`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, chains: bool = False) -> None:
+        """`chains`: queue chained launches (as a node's executor does), else refuse them."""
         self.launched: dict[str, LaunchRequest] = {}
         self.outcomes: dict[str, RunReport] = {}
+        self.can_chain = chains
+
+    def chains(self, request: LaunchRequest) -> bool:
+        return self.can_chain
 
     def ref_for(self, request: LaunchRequest) -> str:
         return run_ref(request.job_id, request.attempt)

@@ -232,6 +232,7 @@ ADDED_DEFAULTS: dict[str, dict[str, Any]] = {
         "carbon_baseline_g_per_kwh": None,
     },
     "users": {"is_admin": False},
+    "allocations": {"after_id": None, "standby": False},
     "projects": {
         "max_cpus": None,
         "max_gpus": None,

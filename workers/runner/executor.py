@@ -10,6 +10,10 @@ forks the command at once and keeps its record:
 - `start(ref, ...)` is idempotent by the run's ref: a second call (a scheduler
   that crashed after launching and the one that replaced it) adopts the run
   instead of starting it again, so no attempt runs twice;
+- `start(ref, ..., after=other)` queues the run behind `other`, a run of this
+  node still going: it starts the moment `other` ends, however it ends, without
+  waiting for the scheduler to record that end (the scheduler's chained
+  placements: `scheduler.policy.chain`); `started(ref)` says when it did;
 - `wait(ref)` blocks until the run ends and returns its `RunEnd` (with the
   whole output when it is short, so a short command's end and output reach
   the scheduler in one reply); the scheduler holds one such call per run and
@@ -63,10 +67,21 @@ class RunEnd:
     output: bytes | None = None  # all of it, when at most END_OUTPUT_MAX_BYTES
 
 
+@dataclass(frozen=True, slots=True)
+class _Launch:
+    """What a run is started with (kept until then for a run queued behind another)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    gpus: int
+    max_runtime_s: float | None
+
+
 @dataclass
 class _Run:
-    started_at: float
+    launch: _Launch
     log: Path
+    started_at: float | None = None  # None: queued behind another run
     gpus: tuple[int, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     end: RunEnd | None = None
@@ -84,6 +99,7 @@ class CommandExecutor:
         self._runs: dict[str, _Run] = {}
         self._free_gpus = list(range(gpu_count))
         self._rendezvous: dict[str, tuple[str, int]] = {}
+        self._queued_behind: dict[str, str] = {}  # a running run's ref -> the run after it
         self._lock = threading.Lock()
 
     def ping(self) -> str:
@@ -111,40 +127,66 @@ class CommandExecutor:
         env: dict[str, str],
         gpus: int = 0,
         max_runtime_s: float | None = None,
-    ) -> float:
-        """Start the run (or find the one started for this ref); when it started."""
+        after: str | None = None,
+    ) -> float | None:
+        """Start the run (or find the one started for this ref); when it started, or None
+        while it waits behind `after` (a run of this node that has not ended; a ref this
+        node does not know, or whose run has ended, does not hold it back)."""
         with self._lock:
             existing = self._runs.get(ref)
             if existing is not None:
                 return existing.started_at
+            workdir = self.runs_dir / ref
+            workdir.mkdir(parents=True, exist_ok=True)
+            run = _Run(_Launch(argv, env, gpus, max_runtime_s), log=workdir / "output.log")
+            ahead = self._runs.get(after) if after else None
+            if ahead is not None and not ahead.done.is_set():
+                self._runs[ref] = run
+                self._queued_behind[after] = ref  # type: ignore[index]
+                return None
             if gpus > len(self._free_gpus):
                 raise GpusBusy(
                     f"node {self.node_id} has {len(self._free_gpus)} free GPUs, run needs {gpus}"
                 )
-            granted = tuple(self._free_gpus[:gpus])
-            del self._free_gpus[:gpus]
-            workdir = self.runs_dir / ref
-            workdir.mkdir(parents=True, exist_ok=True)
-            run = _Run(started_at=time.time(), log=workdir / "output.log", gpus=granted)
             self._runs[ref] = run
-            try:
-                with open(run.log, "wb") as log:
-                    run.process = subprocess.Popen(
-                        argv,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        cwd=workdir,
-                        env=_run_env(env, granted),
-                        start_new_session=True,  # its own process group, for `stop`
-                    )
-            except OSError as exc:  # no such program, not executable...
-                self._finish(ref, run, None, error=f"could not start {argv[0]!r}: {exc}")
-                return run.started_at
+            self._spawn(ref, run)
+            return run.started_at
+
+    def started(self, ref: str) -> float | None:
+        """When the run's process started (None: unknown ref, or still queued)."""
+        run = self._runs.get(ref)
+        return run.started_at if run is not None else None
+
+    def _spawn(self, ref: str, run: _Run) -> None:
+        """Fork the run's process and its reaper (called with the lock held)."""
+        launch = run.launch
+        if launch.gpus > len(self._free_gpus):  # a queued run needs more than its slot gave
+            run.started_at = time.time()
+            self._finish(ref, run, None, error=f"{launch.gpus} GPUs were not free at its start")
+            return
+        run.gpus = tuple(self._free_gpus[: launch.gpus])
+        del self._free_gpus[: launch.gpus]
+        run.started_at = time.time()
+        try:
+            with open(run.log, "wb") as log:
+                run.process = subprocess.Popen(
+                    launch.argv,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=run.log.parent,
+                    env=_run_env(launch.env, run.gpus),
+                    start_new_session=True,  # its own process group, for `stop`
+                )
+        except OSError as exc:  # no such program, not executable...
+            self._finish(ref, run, None, error=f"could not start {launch.argv[0]!r}: {exc}")
+            return
         threading.Thread(
-            target=self._reap, args=(ref, run, max_runtime_s), daemon=True, name=f"reap-{ref}"
+            target=self._reap,
+            args=(ref, run, launch.max_runtime_s),
+            daemon=True,
+            name=f"reap-{ref}",
         ).start()
-        return run.started_at
 
     def _reap(self, ref: str, run: _Run, max_runtime_s: float | None) -> None:
         assert run.process is not None
@@ -159,14 +201,20 @@ class CommandExecutor:
             self._finish(ref, run, code)
 
     def _finish(self, ref: str, run: _Run, code: int | None, error: str = "") -> None:
-        """Record the end and give the GPUs back (called with the lock held)."""
+        """Record the end, give the GPUs back and start the run queued behind this one
+        (called with the lock held)."""
         output, tail = _output_and_tail(run.log)
+        ended_at = time.time()
         run.end = RunEnd(
-            code, run.started_at, time.time(), stopped=run.stopped, error=error, tail=tail,
-            output=output,
+            code, run.started_at or ended_at, ended_at, stopped=run.stopped, error=error,
+            tail=tail, output=output,
         )  # fmt: skip
         self._free_gpus.extend(run.gpus)
         run.done.set()
+        successor = self._queued_behind.pop(ref, None)
+        queued = self._runs.get(successor) if successor else None
+        if queued is not None and not queued.done.is_set():
+            self._spawn(successor, queued)  # type: ignore[arg-type]
 
     def wait(self, ref: str, timeout_s: float | None = None) -> RunEnd | None:
         """The run's end once it has ended (None: unknown ref, or still running at timeout)."""
@@ -195,10 +243,22 @@ class CommandExecutor:
 
     def stop(self, ref: str) -> None:
         """Kill the run's process group and return once its end is recorded (its GPUs are
-        free again for the next start)."""
-        run = self._runs.get(ref)
-        if run is None or run.process is None or run.done.is_set():
-            return
+        free again for the next start); a run still queued ends without starting."""
+        with self._lock:
+            run = self._runs.get(ref)
+            if run is None or run.done.is_set():
+                return
+            if run.process is None:  # still queued behind another run
+                follower = self._queued_behind.pop(ref, None)
+                for ahead, queued in list(self._queued_behind.items()):
+                    if queued == ref:  # the run behind this one now waits for the one ahead
+                        del self._queued_behind[ahead]
+                        if follower is not None:
+                            self._queued_behind[ahead] = follower
+                run.stopped = True
+                self._finish(ref, run, None)
+                return
+        assert run.process is not None
         run.stopped = True
         _kill_group(run.process, STOP_GRACE_S)
         run.done.wait(STOP_GRACE_S)  # the reaper records the end just after the exit

@@ -114,6 +114,10 @@ class LocalRunsRunner:
     def ref_for(request: LaunchRequest) -> str:
         return run_ref(request.job_id, request.attempt)
 
+    def chains(self, request: LaunchRequest) -> bool:
+        """A local process starts when launched: it cannot wait for another run's end."""
+        return False
+
     def _path(self, ref: str, kind: str) -> Path:
         return self.runs_dir / f"{ref}.{kind}"
 

@@ -96,6 +96,10 @@ class RayJobsRunner:
     def ref_for(request: LaunchRequest) -> str:
         return run_ref(request.job_id, request.attempt)
 
+    def chains(self, request: LaunchRequest) -> bool:
+        """A Ray Job starts when submitted: it cannot wait for another run's end."""
+        return False
+
     def launch(self, request: LaunchRequest) -> str:
         ref = self.ref_for(request)
         if self._exists(ref):  # a previous scheduler launched it before crashing: adopt it

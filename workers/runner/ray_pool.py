@@ -165,6 +165,15 @@ class RayPoolRunner:
     def ref_for(self, request: LaunchRequest) -> str:
         return warm_ref(request) if self._warm(request) else self.jobs.ref_for(request)
 
+    def chains(self, request: LaunchRequest) -> bool:
+        """A warm command behind a warm command of its node: that node's executor queues it."""
+        return (
+            request.after is not None
+            and request.kind == "command"
+            and self._warm(request)
+            and rank_runs(request.after) == [(request.workers[0].node_id, request.after)]
+        )
+
     # -- Runner ----------------------------------------------------------------
     def launch(self, request: LaunchRequest) -> str:
         if not self._warm(request):
@@ -173,11 +182,12 @@ class RayPoolRunner:
 
         ref = warm_ref(request)
         runs = rank_runs(ref)
+        after = request.after if self.chains(request) else None
         try:
             started = ray.get(
                 [
                     self._executor(node).start.remote(
-                        key, argv, env, worker.gpus, request.max_runtime_s
+                        key, argv, env, worker.gpus, request.max_runtime_s, after
                     )
                     for (node, key), (argv, env), worker in zip(
                         runs, self._rank_commands(request), _by_rank(request), strict=True
@@ -203,7 +213,8 @@ class RayPoolRunner:
             why = next(iter(str(exc).splitlines()), "") or type(exc).__name__
             nodes = ", ".join(sorted({node for node, _ in runs}))
             raise RunnerUnavailable(f"executor died (node {nodes}): {why}") from exc
-        self._started[ref] = min(started)
+        if None not in started:  # None: queued behind `after` (a command's one rank)
+            self._started[ref] = min(started)
         for node, key in runs:
             self._watch(ref, key, self._executors[node])
         return ref
@@ -273,7 +284,27 @@ class RayPoolRunner:
             except Exception as exc:  # the executor (so its node, or the actor) died
                 self._stop_ranks(ref)  # the other ranks would wait for it in vain
                 return RunReport(RunStatus.MISSING, f"executor of node {node} is gone: {exc}")
+        if not ends and len(ranks) == 1 and not self._has_started(ref):
+            return RunReport(RunStatus.PENDING, "waiting for the run ahead of it to end")
         return self._combined(ref, [key for _, key in ranks], ends)
+
+    def _has_started(self, ref: str) -> bool:
+        """Whether a command's run has started: known since its launch, else (a chained run
+        queued behind another, or a run this process adopted) asked of its executor."""
+        if ref in self._started:
+            return True
+        import ray
+
+        ((node, key),) = rank_runs(ref)
+        executor = self._executor(node, create=False)
+        try:
+            started = ray.get(executor.started.remote(key), timeout=self.call_timeout_s)
+        except Exception:  # the executor is gone: its wait says so
+            return False
+        if started is None:
+            return False
+        self._started[ref] = started
+        return True
 
     def _combined(self, ref: str, keys: list[str], ends: dict[int, RunEnd | None]) -> RunReport:
         """One report of a run's ranks: running until every rank has ended; then failed
