@@ -200,25 +200,29 @@ class Launcher:
                 job.runner_ref = self.runner.ref_for(request)
                 job.checkpoint_uri = self.runner.checkpoint_location(request)
             ahead = _runs_ahead(session, behind)
-        launched: list[tuple[str, str]] = []
-        started: set[str] = set()  # the jobs of `launched`
         placed = {request.job_id for request in requests}
         self._in_doubt = {k: n for k, n in self._in_doubt.items() if k in placed}
-        # Chained jobs after the run each waits behind, which must have been launched.
+        # Chained jobs after the run each waits behind, in one batch with it or after it.
         level = _chain_levels(behind, ahead)
+        batch: list[LaunchRequest] = []
+        batched: set[str] = set()  # the jobs of `batch`
         for request in sorted(requests, key=lambda r: level.get(r.job_id, 0)):
             if request.job_id in behind:
                 ahead_job, ahead_ref = ahead.get(request.job_id, (None, None))
-                if ahead_ref is None or (ahead_job in placed and ahead_job not in started):
-                    continue  # its run did not start this step: the next step decides
+                if ahead_ref is None or (ahead_job in placed and ahead_job not in batched):
+                    continue  # the run ahead is not launched: the next step decides
                 request = replace(request, after=ahead_ref)
                 if not self.runner.chains(request):
                     continue  # launched as usual once the run ahead has ended
+            batch.append(request)
+            batched.add(request.job_id)
+        launched: list[tuple[str, str]] = []
+        outcomes = self.runner.launch_many(batch) if batch else []
+        for request, outcome in zip(batch, outcomes, strict=True):
             try:
-                ref = self._launch_unless_in_doubt(request, report)
+                ref = self._launched_unless_in_doubt(request, outcome, report)
                 if ref is not None:
                     launched.append((request.job_id, ref))
-                    started.add(request.job_id)
                     if request.after is not None:  # queued: nothing to poll before its end
                         self._last_poll[ref] = self.clock()
             except RunnerUnavailable as exc:  # the pool's fault: try again, elsewhere or later
@@ -258,21 +262,24 @@ class Launcher:
                     # (the refused compare-and-set wrote nothing, so the unit goes on)
                     session.execute(update(Job).where(Job.id == job_id).values(runner_ref=ref))
 
-    def _launch_unless_in_doubt(self, request: LaunchRequest, report: LaunchReport) -> str | None:
+    def _launched_unless_in_doubt(
+        self, request: LaunchRequest, outcome: str | Exception, report: LaunchReport
+    ) -> str | None:
         """The run's ref, or None when the runner could not tell whether it started: the
         job stays PLACED and the next step launches the same ref again (adopted if it did
-        start), until `max_launch_retries` doubts in a row make it `RunnerUnavailable`."""
-        try:
-            ref = self.runner.launch(request)
-        except LaunchInDoubt as exc:
+        start), until `max_launch_retries` doubts in a row make it `RunnerUnavailable`.
+        Any other failure of the launch is raised."""
+        if isinstance(outcome, LaunchInDoubt):
             doubts = self._in_doubt.pop(request.job_id, 0) + 1
             if doubts >= self.max_launch_retries:
-                raise RunnerUnavailable(f"{exc} ({doubts} times in a row)") from exc
+                raise RunnerUnavailable(f"{outcome} ({doubts} times in a row)") from outcome
             self._in_doubt[request.job_id] = doubts
-            report.in_doubt[request.job_id] = str(exc)
+            report.in_doubt[request.job_id] = str(outcome)
             return None
+        if isinstance(outcome, Exception):
+            raise outcome
         self._in_doubt.pop(request.job_id, None)
-        return ref
+        return outcome
 
     def _requeue(self, job_id: str, reason: str) -> JobState | None:
         """PLACED -> PREEMPTED -> QUEUED (attempt + 1, backoff), or FAILED out of attempts;

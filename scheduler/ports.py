@@ -121,6 +121,12 @@ class Runner(Protocol):
         Raises `RunnerUnavailable` when the failure is the pool's, not the job's."""
         ...
 
+    def launch_many(self, requests: list[LaunchRequest]) -> list[str | Exception]:
+        """`launch` of each request, in order (a chained one after the run it waits
+        behind): each entry the ref, or the exception `launch` would have raised. Lets a
+        runner start a step's runs with a call per node rather than per run."""
+        ...
+
     def chains(self, request: LaunchRequest) -> bool:
         """Whether `launch` can queue this chained request behind `request.after`, to start
         when that run ends (else the launcher keeps it PLACED until the run ahead ended).
@@ -152,3 +158,14 @@ class Runner(Protocol):
     def live_nodes(self) -> set[str] | None:
         """Registry ids of the nodes the cluster sees alive now; None if it cannot tell."""
         ...
+
+
+def launch_each(runner: Runner, requests: list[LaunchRequest]) -> list[str | Exception]:
+    """`Runner.launch_many` for runners with no batched start: one `launch` at a time."""
+    outcomes: list[str | Exception] = []
+    for request in requests:
+        try:
+            outcomes.append(runner.launch(request))
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes

@@ -110,8 +110,13 @@ def _place(
     if rows:
         session.execute(insert(Allocation), rows)
     chained = [placement for placement in placements if placement.after is not None]
-    if chained:  # after the rest: a job may be chained behind one placed in this batch
-        _insert_chained(session, chained, jobs)
+    while chained:  # after the rest, level by level: each behind one inserted before it
+        waiting = {placement.job_id for placement in chained}
+        level = [placement for placement in chained if placement.after not in waiting]
+        if not level:
+            raise Conflict("chained placements wait on each other in a circle")
+        _insert_chained(session, level, jobs)
+        chained = [placement for placement in chained if placement not in level]
     _check_capacity(session, node_ids)
     for project in sorted({project for _, project in jobs.values()} & limited):
         _check_project_quota(session, project)

@@ -18,7 +18,7 @@ import pytest
 from commonpool.scheduler.launcher import Launcher
 from commonpool.scheduler.loop import SchedulerLoop
 from commonpool.scheduler.policy import make_policy
-from commonpool.scheduler.ports import LaunchRequest, RunStatus, run_ref
+from commonpool.scheduler.ports import LaunchRequest, RunStatus, launch_each, run_ref
 from commonpool.scheduler.services.jobs import cancel_job, get_job, submit_job
 from commonpool.scheduler.store.uow import Database
 from commonpool.workers.runner import local_runs
@@ -138,6 +138,9 @@ class _CrashAfterLaunch:
     def launch(self, request: LaunchRequest) -> str:
         self.inner.launch(request)
         raise _Crash
+
+    def launch_many(self, requests: list[LaunchRequest]) -> list[str | Exception]:
+        return launch_each(self, requests)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)

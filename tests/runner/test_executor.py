@@ -151,3 +151,20 @@ def test_stopping_a_queued_run_moves_the_one_behind_it_up() -> None:
     first_end, third_end = _ended(executor, first), _ended(executor, third)
     assert third_end.output == b"third\n" and third_end.started_at >= first_end.ended_at - 0.05
     assert _ended(executor, second).stopped and executor.started(second) is None
+
+
+def test_start_many_starts_in_order_and_refuses_what_waits_on_a_refused_run() -> None:
+    executor = CommandExecutor("node-a", gpu_count=1)
+    gpu, behind, other = "job_18-a1@node-a", "job_19-a1@node-a", "job_20-a1@node-a"
+    executor.start("job_0-a1@node-a", ["sleep", "0.5"], {}, gpus=1)
+    results = executor.start_many(
+        [
+            (gpu, ["true"], {}, 1, None, None),  # the GPU is held: refused
+            (behind, ["true"], {}, 0, None, gpu),  # behind a run that did not start
+            (other, ["true"], {}, 0, None, None),
+        ]
+    )
+    assert isinstance(results[0], GpusBusy) and isinstance(results[1], GpusBusy)
+    assert isinstance(results[2], float)
+    assert executor.status(gpu) == (False, None) and executor.status(behind) == (False, None)
+    assert _ended(executor, other).exit_code == 0

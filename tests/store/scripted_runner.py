@@ -4,7 +4,7 @@ is polled and recorded. Ray and processes are tested elsewhere (tests/integratio
 
 from __future__ import annotations
 
-from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, run_ref
+from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, launch_each, run_ref
 
 
 class ScriptedRunner:
@@ -18,6 +18,9 @@ class ScriptedRunner:
 
     def chains(self, request: LaunchRequest) -> bool:
         return self.can_chain
+
+    def launch_many(self, requests: list[LaunchRequest]) -> list[str | Exception]:
+        return launch_each(self, requests)
 
     def ref_for(self, request: LaunchRequest) -> str:
         return run_ref(request.job_id, request.attempt)

@@ -152,6 +152,25 @@ class CommandExecutor:
             self._spawn(ref, run)
             return run.started_at
 
+    def start_many(
+        self, starts: list[tuple[str, list[str], dict[str, str], int, float | None, str | None]]
+    ) -> list[float | Exception | None]:
+        """`start` for each (ref, argv, env, gpus, max_runtime_s, after), in order: one
+        call for a step's launches on this node. Each entry is what `start` returned or the
+        exception it raised; a run queued behind one of this call that could not start is
+        refused too (that run's slot is not known to be free)."""
+        results: list[float | Exception | None] = []
+        refused: set[str] = set()
+        for ref, argv, env, gpus, max_runtime_s, after in starts:
+            try:
+                if after in refused:
+                    raise GpusBusy(f"the run ahead, {after}, could not start")
+                results.append(self.start(ref, argv, env, gpus, max_runtime_s, after))
+            except Exception as exc:
+                refused.add(ref)
+                results.append(exc)
+        return results
+
     def started(self, ref: str) -> float | None:
         """When the run's process started (None: unknown ref, or still queued)."""
         run = self._runs.get(ref)

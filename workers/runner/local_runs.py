@@ -41,7 +41,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, run_ref
+from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, launch_each, run_ref
 
 # $1: the records' path prefix (<runs_dir>/<ref>); the rest: the job's argv.
 # SIGPIPE is ignored so that a scheduler dying before it reads the answer
@@ -113,6 +113,9 @@ class LocalRunsRunner:
     @staticmethod
     def ref_for(request: LaunchRequest) -> str:
         return run_ref(request.job_id, request.attempt)
+
+    def launch_many(self, requests: list[LaunchRequest]) -> list[str | Exception]:
+        return launch_each(self, requests)
 
     def chains(self, request: LaunchRequest) -> bool:
         """A local process starts when launched: it cannot wait for another run's end."""

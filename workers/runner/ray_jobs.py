@@ -29,7 +29,14 @@ from typing import Any
 
 import httpx
 
-from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, job_of_ref, run_ref
+from commonpool.scheduler.ports import (
+    LaunchRequest,
+    RunReport,
+    RunStatus,
+    job_of_ref,
+    launch_each,
+    run_ref,
+)
 from commonpool.workers.ray_node import NODE_LABEL
 from commonpool.workers.runner import launch_spec
 from commonpool.workers.serving.driver import ENV_SERVE_HOST, ENV_SERVE_PORT
@@ -95,6 +102,9 @@ class RayJobsRunner:
     @staticmethod
     def ref_for(request: LaunchRequest) -> str:
         return run_ref(request.job_id, request.attempt)
+
+    def launch_many(self, requests: list[LaunchRequest]) -> list[str | Exception]:
+        return launch_each(self, requests)
 
     def chains(self, request: LaunchRequest) -> bool:
         """A Ray Job starts when submitted: it cannot wait for another run's end."""

@@ -195,29 +195,90 @@ class RayPoolRunner:
                 ],
                 timeout=self.call_timeout_s,
             )
-        except ray.exceptions.GetTimeoutError as exc:
-            nodes = ", ".join(sorted({node for node, _ in runs}))
-            raise LaunchInDoubt(
-                f"no answer from the executor of node {nodes} in {self.call_timeout_s:g} s"
-            ) from exc
-        except ray.exceptions.RayTaskError as exc:
-            if not isinstance(exc.cause, GpusBusy):
+        except ray.exceptions.RayError as exc:
+            failure = self._start_failure(exc, runs)
+            if failure is exc:
                 raise
-            raise LaunchInDoubt(f"{exc.cause}: a stopping run still holds them") from exc
-        except ray.exceptions.RayActorError as exc:
-            for node, key in runs:  # no rank may be left waiting for the rest
-                executor = self._executors.pop(node, None)  # the next launch starts another
-                if executor is not None:
-                    with contextlib.suppress(Exception):  # that one is the dead one
-                        executor.stop.remote(key)
-            why = next(iter(str(exc).splitlines()), "") or type(exc).__name__
-            nodes = ", ".join(sorted({node for node, _ in runs}))
-            raise RunnerUnavailable(f"executor died (node {nodes}): {why}") from exc
+            raise failure from exc
         if None not in started:  # None: queued behind `after` (a command's one rank)
             self._started[ref] = min(started)
         for node, key in runs:
             self._watch(ref, key, self._executors[node])
         return ref
+
+    def launch_many(self, requests: list[LaunchRequest]) -> list[str | Exception]:
+        """Warm commands with one `start_many` call per node, in order (a chained command
+        after the run it waits behind); anything else with `launch`."""
+        import ray
+
+        outcomes: list[str | Exception] = [RuntimeError("not launched")] * len(requests)
+        by_node: dict[str, list[tuple[int, tuple[Any, ...]]]] = {}
+        for i, request in enumerate(requests):
+            try:
+                if request.kind != "command" or not self._warm(request):
+                    outcomes[i] = self.launch(request)
+                    continue
+                ((argv, env),) = self._rank_commands(request)
+            except Exception as exc:
+                outcomes[i] = exc
+                continue
+            after = request.after if self.chains(request) else None
+            key = warm_ref(request)
+            start = (key, argv, env, request.workers[0].gpus, request.max_runtime_s, after)
+            by_node.setdefault(request.workers[0].node_id, []).append((i, start))
+        calls = {
+            node: self._executor(node).start_many.remote([start for _, start in starts])
+            for node, starts in by_node.items()
+        }
+        for node, call in calls.items():
+            starts = by_node[node]
+            try:
+                results = ray.get(call, timeout=self.call_timeout_s)
+            except ray.exceptions.RayError as exc:
+                failure = self._start_failure(exc, [(node, start[0]) for _, start in starts])
+                for i, _ in starts:
+                    outcomes[i] = failure
+                continue
+            for (i, start), result in zip(starts, results, strict=True):
+                outcomes[i] = self._started_command(node, start[0], result)
+        return outcomes
+
+    def _started_command(self, node: str, ref: str, result: float | Exception | None) -> Any:
+        """A warm command's launch outcome from its executor's `start_many` entry."""
+        if isinstance(result, GpusBusy):
+            return LaunchInDoubt(f"{result}: a stopping run still holds them")
+        if isinstance(result, Exception):
+            return result
+        if result is not None:  # None: queued behind the run ahead of it
+            self._started[ref] = result
+        self._watch(ref, ref, self._executors[node])
+        return ref
+
+    def _start_failure(self, exc: Exception, runs: list[tuple[str, str]]) -> Exception:
+        """What a failed start call means for the launch of `runs` ((node, key) pairs):
+        no answer in time is a launch in doubt, a dead executor makes the pool unavailable
+        (its handle is dropped: the next launch starts another), GPUs still held by a
+        stopping run are a passing doubt, any other error is the run's."""
+        import ray
+
+        nodes = ", ".join(sorted({node for node, _ in runs}))
+        if isinstance(exc, ray.exceptions.GetTimeoutError):
+            return LaunchInDoubt(
+                f"no answer from the executor of node {nodes} in {self.call_timeout_s:g} s"
+            )
+        if isinstance(exc, ray.exceptions.RayTaskError):
+            if isinstance(exc.cause, GpusBusy):
+                return LaunchInDoubt(f"{exc.cause}: a stopping run still holds them")
+            return exc
+        if isinstance(exc, ray.exceptions.RayActorError):
+            for node, key in runs:  # no rank may be left waiting for the rest
+                executor = self._executors.pop(node, None)
+                if executor is not None:
+                    with contextlib.suppress(Exception):  # that one is the dead one
+                        executor.stop.remote(key)
+            why = next(iter(str(exc).splitlines()), "") or type(exc).__name__
+            return RunnerUnavailable(f"executor died (node {nodes}): {why}")
+        return exc
 
     def _rank_commands(self, request: LaunchRequest) -> list[tuple[list[str], dict[str, str]]]:
         """Each rank's argv and environment (a command job: its one command)."""
