@@ -72,10 +72,11 @@ class Settings(BaseSettings):
         le=3600,
         description="A queued single-node command job may wait on a node behind a command "
         "run started at most this many seconds ago, and start the moment it ends, without "
-        "a scheduling step in between (0: never).",
+        "a scheduling step in between; it goes back to the queue if that run lasts longer "
+        "(0: never).",
     )
     scheduler_chain_depth: int = Field(
-        default=3,
+        default=8,
         ge=0,
         le=64,
         description="How many such jobs may wait behind one run, one after the other "

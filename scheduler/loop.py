@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from .launcher import Launcher, LaunchReport
 from .logs import get_logger
 from .policy import ClusterSnapshot, Placement, Plan, Policy
-from .policy.chain import chain
+from .policy.chain import chain, withdrawals
 from .services.jobs import apply_cancellations
 from .services.nodes import expire_leases
 from .services.preemption import RequeueBackoff, apply_preemptions
@@ -134,7 +134,8 @@ class SchedulerLoop:
             )
             # Jobs that can never start (a dependency ended the wrong way) are cancelled.
             cancelled = apply_cancellations(session, plan.cancellations)
-            preempted = apply_preemptions(session, plan.preemptions)
+            withdrawn = withdrawals(seen, window_s=self.chain_window_s)
+            preempted = apply_preemptions(session, plan.preemptions + withdrawn)
             result = apply_placements(session, _not_moving(plan) + chained)
             # A placement refused at apply time (capacity race, project quota) waits with
             # why; a refused chained one has its plan's reason (it waits for a slot).

@@ -25,7 +25,7 @@ from collections import defaultdict
 from dataclasses import replace
 
 from .base import Policy
-from .plan import Placement, Plan
+from .plan import Placement, Plan, Preemption
 from .snapshot import (
     ClusterSnapshot,
     JobView,
@@ -78,6 +78,26 @@ def chain(
             for p in level
         )
     return tuple(chained)
+
+
+def withdrawals(snapshot: ClusterSnapshot, *, window_s: float) -> tuple[Preemption, ...]:
+    """Chained jobs whose line's first run has lasted over `window_s` (the bet that it ends
+    soon was lost): back to the queue, to start wherever a slot frees first. They have
+    not started, so this costs them nothing (a voluntary requeue, no attempt spent)."""
+    running = {run.job.id: run for run in snapshot.running}
+    taken_back = []
+    for run in snapshot.running:
+        head = run
+        while head.after is not None and head.after in running:
+            head = running[head.after]
+        if run is not head and snapshot.now - head.started_at > window_s:
+            taken_back.append(
+                Preemption(
+                    run.job.id,
+                    f"chain: job {head.job.id} has run over {window_s:g} s; back to the queue",
+                )
+            )
+    return tuple(taken_back)
 
 
 def _open_lines(

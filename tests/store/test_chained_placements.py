@@ -5,12 +5,14 @@ line moves the rest up. On a real database (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import func, select
 
 from commonpool.scheduler.launcher import Launcher
 from commonpool.scheduler.loop import SchedulerLoop
 from commonpool.scheduler.policy import make_policy
-from commonpool.scheduler.ports import RunReport, RunStatus, run_ref
+from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, run_ref
 from commonpool.scheduler.services.arrays import submit_array
 from commonpool.scheduler.services.jobs import cancel_job, get_job, list_events, submit_job
 from commonpool.scheduler.store.models import HELD, Allocation
@@ -21,14 +23,26 @@ from tests.store.scripted_runner import ScriptedRunner
 
 class LineRunner(ScriptedRunner):
     """A node executor's queue in miniature: a chained run is PENDING until the run ahead
-    of it has ended (or it was stopped)."""
+    of it has ended (or it was stopped); a running one reports when it was launched."""
+
+    def __init__(self, *, chains: bool) -> None:
+        super().__init__(chains=chains)
+        self.launched_at: dict[str, float] = {}
+
+    def launch(self, request: LaunchRequest) -> str:
+        ref = super().launch(request)
+        self.launched_at.setdefault(ref, time.time())
+        return ref
 
     def poll(self, ref: str) -> RunReport:
         request = self.launched.get(ref)
         ahead = request.after if request is not None and ref not in self.outcomes else None
         if ahead is not None and not self.poll(ahead).status.ended:
             return RunReport(RunStatus.PENDING)
-        return super().poll(ref)
+        report = super().poll(ref)
+        if report.status is RunStatus.RUNNING:
+            return RunReport(RunStatus.RUNNING, started_at=self.launched_at.get(ref))
+        return report
 
 
 def _pool(db: Database, n: int, *, cpus: float = 2, **job: object) -> tuple[str, list[str]]:
@@ -171,3 +185,24 @@ def test_an_arrays_limit_holds_with_its_tasks_waiting_in_lines(db: Database) -> 
         if running:
             runner.end(running[0])  # one end a step: the others stay young heads of lines
     assert any(request.after for request in runner.launched.values())  # tasks did wait
+
+
+def test_jobs_behind_a_run_that_outlived_the_window_go_back_to_the_queue(db: Database) -> None:
+    node, (first, second) = _pool(db, 2, cpus=1, resources={"cpus": 1})
+    runner = LineRunner(chains=True)
+    loop = _loop(db, runner, depth=1, window_s=0.2)
+    loop.step()
+    assert runner.launched[run_ref(second, 1)].after == run_ref(first, 1)
+    time.sleep(0.3)  # the first run is no longer young: the bet is lost
+    report = loop.step()
+    assert report.preempted == (second,)
+    assert runner.outcomes[run_ref(second, 1)].status is RunStatus.STOPPED  # taken back
+    with db.unit_of_work(write=False) as session:
+        job = get_job(session, second)
+        assert (job.state, job.attempt, job.policy_preemptions) == ("QUEUED", 2, 1)
+        assert job.eligible_at is None  # no backoff: it did nothing wrong
+    assert _held_cpus(db, node) == 1
+    runner.end(first)
+    loop.step()
+    assert _states(db, [first, second]) == ["SUCCEEDED", "STARTING"]
+    assert runner.launched[run_ref(second, 2)].after is None
