@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from .domain.errors import InvalidTransition
 from .domain.states import JobState
+from .policy import Preemption
 from .ports import (
     InputArtifact,
     LaunchInDoubt,
@@ -183,6 +184,23 @@ class Launcher:
                 )
             report.stopped.append(job_id)
         return report
+
+    def withdraw(
+        self, session: Session, withdrawals: tuple[Preemption, ...]
+    ) -> tuple[Preemption, ...]:
+        """The withdrawals (`policy.chain.withdrawals`) whose chained runs have not started:
+        their nodes' executors dropped them. A run that did start meanwhile (the run ahead
+        ended) stays: its job must not run twice."""
+        refs = dict(
+            session.execute(
+                select(Job.id, Job.runner_ref).where(Job.id.in_([w.job_id for w in withdrawals]))
+            ).all()
+        )
+        return tuple(
+            w
+            for w in withdrawals
+            if refs.get(w.job_id) is None or self.runner.withdraw(refs[w.job_id])
+        )
 
     # -- 2. launch ----------------------------------------------------------
     def _launch_placed(self, report: LaunchReport) -> None:

@@ -135,6 +135,8 @@ class SchedulerLoop:
             # Jobs that can never start (a dependency ended the wrong way) are cancelled.
             cancelled = apply_cancellations(session, plan.cancellations)
             withdrawn = withdrawals(seen, window_s=self.chain_window_s)
+            if withdrawn and self.launcher is not None:  # only runs that have not started
+                withdrawn = self.launcher.withdraw(session, withdrawn)
             preempted = apply_preemptions(session, plan.preemptions + withdrawn)
             result = apply_placements(session, _not_moving(plan) + chained)
             # A placement refused at apply time (capacity race, project quota) waits with

@@ -133,6 +133,11 @@ class Runner(Protocol):
         Its poll reports PENDING until it started."""
         ...
 
+    def withdraw(self, ref: str) -> bool:
+        """End a chained run still queued behind another, unstarted; False if it has started
+        (or ended): then it stays. True when no run of `ref` was started at all."""
+        ...
+
     def poll(self, ref: str) -> RunReport: ...
 
     def new_log_lines(self, ref: str) -> list[str]:

@@ -81,16 +81,18 @@ def chain(
 
 
 def withdrawals(snapshot: ClusterSnapshot, *, window_s: float) -> tuple[Preemption, ...]:
-    """Chained jobs whose line's first run has lasted over `window_s` (the bet that it ends
-    soon was lost): back to the queue, to start wherever a slot frees first. They have
-    not started, so this costs them nothing (a voluntary requeue, no attempt spent)."""
+    """Chained jobs whose line's first run has been seen running for over `window_s` (the
+    bet that it ends soon was lost): back to the queue, to start wherever a slot frees
+    first. They have not started, so this costs them nothing (a voluntary requeue, no
+    attempt spent). A first run not seen started yet (its start time unknown, e.g. to a
+    scheduler that just restarted) keeps its line until it is."""
     running = {run.job.id: run for run in snapshot.running}
     taken_back = []
     for run in snapshot.running:
         head = run
         while head.after is not None and head.after in running:
             head = running[head.after]
-        if run is not head and snapshot.now - head.started_at > window_s:
+        if run is not head and head.running and snapshot.now - head.started_at > window_s:
             taken_back.append(
                 Preemption(
                     run.job.id,

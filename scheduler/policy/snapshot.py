@@ -159,6 +159,9 @@ class RunningJobView:
     # A chained job (`chain`) waiting behind running job `after`: its slot is that job's,
     # so its workers hold nothing of their own (not in any node's used resources) yet.
     after: str | None = None
+    # False while its run has not been seen started (live: PLACED or STARTING), so
+    # `started_at` is only when it was placed.
+    running: bool = True
 
     @property
     def gpus(self) -> int:

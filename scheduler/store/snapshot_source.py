@@ -339,5 +339,6 @@ def _running(session: Session, now: float) -> tuple[RunningJobView, ...]:
         after = behind.get(job_id)
         if after is not None:  # not started: no victim (stopping it would free nothing)
             view = replace(view, preemptible=False)
-        views.append(RunningJobView(view, tuple(slots[job_id]), started_at, end, after))
+        running = job.state == JobState.RUNNING.value
+        views.append(RunningJobView(view, tuple(slots[job_id]), started_at, end, after, running))
     return tuple(views)

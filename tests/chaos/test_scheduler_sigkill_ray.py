@@ -2,14 +2,20 @@
 
 A real pool (Ray head + 2 agents, each its own Ray worker node) is scheduled
 by a separate `commonpool scheduler` process that is SIGKILLed at random
-moments while short Ray Train jobs flow. Checked from Ray's own job records:
-every job ends SUCCEEDED, each attempt was submitted once, two attempts of a
-job never ran at the same time, and no Ray run is left behind.
+moments while short jobs flow:
+- Ray Train jobs, checked from Ray's own job records: every job ends
+  SUCCEEDED, each attempt was submitted once, two attempts of a job never ran
+  at the same time, and no Ray run is left behind;
+- an array of trivial commands, which the nodes' executors run in chains
+  (`policy.chain`), checked from what each run wrote: every task SUCCEEDED, no
+  attempt ran twice, the last attempt ran to its end, two runs of a task never
+  overlapped and never more ran at once than the pool has CPUs.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import random
 import signal
@@ -129,3 +135,72 @@ def _ray_runs(pool: LocalPool) -> list[dict]:
         for info in client.list_jobs()
         if info.metadata and "commonpool_job" in info.metadata
     ]
+
+
+TASKS, TASK_KILLS = 150, 5
+STAMP = 'echo "$0 $COMMONPOOL_JOB_ID $COMMONPOOL_JOB_ATTEMPT $(date +%s.%N)" >> "$1"'
+
+
+def test_sigkilled_scheduler_loses_and_doubles_no_chained_command(
+    pool: LocalPool, tmp_path: Path
+) -> None:
+    stamps = tmp_path / "stamps"
+    script = f"{STAMP.replace('$0', 'start')}; sleep 0.02; {STAMP.replace('$0', 'end')}"
+    rng = random.Random(SEED)
+    env = {**os.environ, **pool.scheduler_env(), "COMMONPOOL_CONFIG": str(tmp_path / "x.toml")}
+    scheduler = Scheduler(env, tmp_path / "scheduler.log")
+    with pool.client() as client:
+        array = client.submit_array(JobSpec(
+            name="stamp", kind="command", command=["sh", "-c", script, "sh", str(stamps)],
+            array=f"0-{TASKS - 1}", max_attempts=5))  # fmt: skip
+        scheduler.start()
+        kills, deadline = 0, time.monotonic() + 300
+        while True:
+            by_state = client.get_array(array.id).by_state
+            if sum(by_state.get(s, 0) for s in ("SUCCEEDED", "FAILED", "CANCELLED")) >= TASKS:
+                break
+            assert time.monotonic() < deadline, by_state
+            if kills < TASK_KILLS:
+                time.sleep(rng.uniform(0.3, 3.0))
+                scheduler.kill()
+                kills += 1
+                scheduler.start()
+            else:
+                time.sleep(0.5)
+        scheduler.kill()
+        assert by_state.get("SUCCEEDED") == TASKS, by_state
+        attempts = {task.id: task.attempt for task in client.list_jobs(array=array.id)}
+        chained = sum(
+            any("behind job" in event.reason for event in client.job_events(job_id))
+            for job_id in attempts
+        )
+    assert chained, "no task waited in a chain: the test would not test chains"
+    runs: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(
+        lambda: {"start": [], "end": []}
+    )
+    for line in stamps.read_text().splitlines():
+        what, job_id, attempt, at = line.split()
+        runs[(job_id, int(attempt))][what].append(float(at))
+    assert {job for job, _ in runs} == set(attempts)
+    for (job_id, attempt), run in runs.items():
+        assert len(run["start"]) == 1, (job_id, attempt, run)  # no attempt ran twice
+        assert len(run["end"]) <= 1
+        if attempt == attempts[job_id]:
+            assert len(run["end"]) == 1, (job_id, attempt)  # the last one ran to its end
+    for job_id in attempts:
+        spans = sorted(
+            (run["start"][0], (run["end"] or [float("inf")])[0])
+            for (job, _), run in runs.items()
+            if job == job_id
+        )
+        for earlier, later in pairwise(spans):
+            assert earlier[1] <= later[0], (job_id, spans)  # never two at once
+    edges = sorted(
+        [(run["start"][0], 1) for run in runs.values()]
+        + [(run["end"][0], -1) for run in runs.values() if run["end"]]
+    )
+    at_once = max(itertools.accumulate(delta for _, delta in edges))
+    assert at_once <= 2 * pool.cpus_per_agent, at_once  # the pool's 2 one-CPU nodes
+    print(f"chained commands chaos: {TASK_KILLS} SIGKILLs, {TASKS} tasks SUCCEEDED "
+          f"({chained} chained), {sum(a - 1 for a in attempts.values())} extra attempts, "
+          f"{at_once} at once at most")

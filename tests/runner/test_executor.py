@@ -168,3 +168,16 @@ def test_start_many_starts_in_order_and_refuses_what_waits_on_a_refused_run() ->
     assert isinstance(results[2], float)
     assert executor.status(gpu) == (False, None) and executor.status(behind) == (False, None)
     assert _ended(executor, other).exit_code == 0
+
+
+def test_withdraw_takes_back_only_a_run_that_has_not_started() -> None:
+    executor = CommandExecutor("node-a")
+    ahead, behind = "job_21-a1@node-a", "job_22-a1@node-a"
+    executor.start(ahead, ["sleep", "0.3"], {})
+    executor.start(behind, ["/bin/sh", "-c", "echo ran"], {}, after=ahead)
+    assert not executor.withdraw(ahead)  # running: it stays
+    assert executor.withdraw(behind)
+    assert _ended(executor, behind).stopped and executor.started(behind) is None
+    assert executor.withdraw("job_0-a1@node-a")  # never seen here: nothing of it runs
+    assert _ended(executor, ahead).exit_code == 0
+    assert not executor.withdraw(ahead)  # ended: its end stands

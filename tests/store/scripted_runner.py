@@ -45,6 +45,12 @@ class ScriptedRunner:
     def new_log_lines(self, ref: str) -> list[str]:
         return []
 
+    def withdraw(self, ref: str) -> bool:
+        if ref in self.launched and self.poll(ref).status is not RunStatus.PENDING:
+            return False  # started (or ended): it stays
+        self.outcomes[ref] = RunReport(RunStatus.STOPPED)
+        return True
+
     def stop(self, ref: str) -> None:
         self.outcomes[ref] = RunReport(RunStatus.STOPPED)
 

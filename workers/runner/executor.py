@@ -260,22 +260,33 @@ class CommandExecutor:
             return b"", offset
         return data, offset + len(data)
 
+    def withdraw(self, ref: str) -> bool:
+        """End a run still queued, unstarted; False if it has started (or ended). True for
+        a ref this node never saw: nothing of it runs here."""
+        with self._lock:
+            run = self._runs.get(ref)
+            if run is None:
+                return True
+            if run.process is not None or run.done.is_set():
+                return False
+            follower = self._queued_behind.pop(ref, None)
+            for ahead, queued in list(self._queued_behind.items()):
+                if queued == ref:  # the run behind this one now waits for the one ahead
+                    del self._queued_behind[ahead]
+                    if follower is not None:
+                        self._queued_behind[ahead] = follower
+            run.stopped = True
+            self._finish(ref, run, None)
+            return True
+
     def stop(self, ref: str) -> None:
         """Kill the run's process group and return once its end is recorded (its GPUs are
         free again for the next start); a run still queued ends without starting."""
+        if self.withdraw(ref):
+            return
         with self._lock:
             run = self._runs.get(ref)
             if run is None or run.done.is_set():
-                return
-            if run.process is None:  # still queued behind another run
-                follower = self._queued_behind.pop(ref, None)
-                for ahead, queued in list(self._queued_behind.items()):
-                    if queued == ref:  # the run behind this one now waits for the one ahead
-                        del self._queued_behind[ahead]
-                        if follower is not None:
-                            self._queued_behind[ahead] = follower
-                run.stopped = True
-                self._finish(ref, run, None)
                 return
         assert run.process is not None
         run.stopped = True

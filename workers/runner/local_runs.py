@@ -208,6 +208,11 @@ class LocalRunsRunner:
     def forget(self, ref: str) -> None:
         """Nothing to drop: the run's records are its output, kept for `logs` after a crash."""
 
+    def withdraw(self, ref: str) -> bool:
+        """A local run is never queued behind another run: a chained job here is still
+        PLACED, with no run."""
+        return True
+
     def stop(self, ref: str) -> None:
         """Kill the run's process group; a ref never claimed is claimed dead, so no late
         wrapper (spawned by a scheduler that crashed) can start it afterwards."""

@@ -292,6 +292,11 @@ class RayJobsRunner:
         self._ddp_refs.discard(ref)
         self._service_refs.discard(ref)
 
+    def withdraw(self, ref: str) -> bool:
+        """A Ray Job is never queued behind another run: a chained job here is still
+        PLACED, with no run."""
+        return True
+
     def stop(self, ref: str) -> None:
         try:
             self.client.stop_job(ref)

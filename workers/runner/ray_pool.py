@@ -425,6 +425,22 @@ class RayPoolRunner:
         self._offsets[key] = offset
         return text.decode(errors="replace").splitlines()
 
+    def withdraw(self, ref: str) -> bool:
+        import ray
+
+        ranks = rank_runs(ref)
+        if len(ranks) != 1:  # a Ray Job or a warm ddp run: never queued
+            return self.jobs.withdraw(ref) if not ranks else True
+        ((node, key),) = ranks
+        executor = self._executor(node, create=False)
+        if executor is None:
+            return True  # no executor on its node: nothing of it runs there
+        try:
+            return bool(ray.get(executor.withdraw.remote(key), timeout=self.call_timeout_s))
+        except Exception as exc:  # unsure whether it started: it stays
+            log.warning("run.withdraw_failed", ref=key, error=str(exc))
+            return False
+
     def stop(self, ref: str) -> None:
         if not rank_runs(ref):
             self.jobs.stop(ref)
