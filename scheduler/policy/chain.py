@@ -6,17 +6,20 @@ and launching it takes a scheduling step, so a slot idles a step per job and a p
 of trivial jobs runs at the loop's pace, not the node's. A chained job starts
 without that step: the step that recorded the end records its start too, for a
 batch of slots at once. Only the queue's order decides who follows whom: the
-policy plans once more on a what-if snapshot in which the young runs have ended,
-and each single-node command job it places in such a run's slot (within what
-the slot holds, of the run's own project, so no quota is passed when the slot
-changes hands) is chained behind that run, one job per run.
+policy plans once more on a what-if snapshot in which the young runs (and the
+jobs already waiting behind them) have ended, and each single-node command job
+it places in such a run's slot (within what the slot holds, of the run's own
+project, so no quota is passed when the slot changes hands) joins the end of
+that slot's line; one pass per level, at most `depth` jobs behind each run.
 
-"Young" (started at most `window_s` ago) is the bet that the run ends soon: a job
-chained behind a long run waits for it while other slots may free up first. A run
-that has lasted longer is more likely to last longer still, so older runs get no
-follower; 0 turns chaining off. A chained job holds nothing until the run ahead
-ends (`RunningJobView.after`); the runner starts it only on a node executor that
-queues it (`Runner.chains`), anything else launches it once the run ahead has ended.
+"Young" (started at most `window_s` ago, or placed in this step) is the bet that
+the run ends soon: a job waiting behind a long run waits for it while other slots
+may free up first. So only young runs get followers, and once a line's first run
+has been seen running for longer the bet is lost: `withdrawals` takes its waiting
+jobs back to the queue. A chained job holds nothing until the run ahead ends
+(`RunningJobView.after`); the runner starts it only on a node executor that
+queues it (`Runner.chains`), anything else launches it once the run ahead has
+ended. 0 (either limit) turns chaining off.
 """
 
 from __future__ import annotations
