@@ -116,8 +116,11 @@ class SchedulerLoop:
         if not quick:
             self._last_full = time.monotonic()
         launch = self.launcher.settle() if self.launcher else None
-        with self.db.unit_of_work() as session:
-            lost = expire_leases(session, backoff=self.backoff)
+        # Decided on a read, applied in a write unit: every write is guarded (state
+        # compare-and-set, capacity and quotas re-checked in SQL), so a snapshot a
+        # submit or a cancel outdated meanwhile cannot over-allocate, and SQLite's
+        # one writer is held only while the decisions are written, not while planned.
+        with self.db.unit_of_work(write=False) as session:
             stored_reasons: dict[str, str | None] = {}
             snapshot = load_snapshot(
                 session,
@@ -132,11 +135,13 @@ class SchedulerLoop:
             chained = chain(
                 self.policy, seen, plan, window_s=self.chain_window_s, depth=self.chain_depth
             )
-            # Jobs that can never start (a dependency ended the wrong way) are cancelled.
-            cancelled = apply_cancellations(session, plan.cancellations)
             withdrawn = withdrawals(seen, window_s=self.chain_window_s)
             if withdrawn and self.launcher is not None:  # only runs that have not started
                 withdrawn = self.launcher.withdraw(session, withdrawn)
+        with self.db.unit_of_work() as session:
+            lost = expire_leases(session, backoff=self.backoff)
+            # Jobs that can never start (a dependency ended the wrong way) are cancelled.
+            cancelled = apply_cancellations(session, plan.cancellations)
             preempted = apply_preemptions(session, plan.preemptions + withdrawn)
             result = apply_placements(session, _not_moving(plan) + chained)
             # A placement refused at apply time (capacity race, project quota) waits with
