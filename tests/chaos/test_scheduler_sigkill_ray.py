@@ -23,9 +23,10 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -34,6 +35,7 @@ from commonpool.scheduler.domain.states import JobState
 from commonpool.scheduler.spec import JobSpec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(600)]
+T = TypeVar("T")
 
 JOBS = 4
 KILLS = 3
@@ -75,6 +77,35 @@ class Scheduler:
         self.process.wait(timeout=30)
 
 
+def _kill_until(
+    scheduler: Scheduler,
+    finished: Callable[[], tuple[bool, T]],
+    rng: random.Random,
+    *,
+    kills: int,
+    pause_s: tuple[float, float],
+    deadline_s: float = 420,
+) -> T:
+    """Start the scheduler, SIGKILL and restart it `kills` times, `pause_s` apart (seeded
+    random), until `finished()` says so; kill it then. What `finished` saw last."""
+    scheduler.start()
+    deadline, killed = time.monotonic() + deadline_s, 0
+    while True:
+        done, seen = finished()
+        if done:
+            break
+        assert time.monotonic() < deadline, seen
+        if killed < kills:
+            time.sleep(rng.uniform(*pause_s))
+            scheduler.kill()
+            killed += 1
+            scheduler.start()
+        else:
+            time.sleep(0.5)
+    scheduler.kill()
+    return seen
+
+
 def test_sigkilled_scheduler_with_real_ray_loses_and_doubles_nothing(
     pool: LocalPool, tmp_path: Path
 ) -> None:
@@ -86,21 +117,12 @@ def test_sigkilled_scheduler_with_real_ray_loses_and_doubles_nothing(
         ids = [client.submit_job(JobSpec(
             name=f"quick-{i}", entrypoint="quickjobs:quick", working_dir=str(tmp_path),
             args={"steps": 4, "step_s": 0.5}, max_attempts=5)).id for i in range(JOBS)]
-        scheduler.start()
-        kills, deadline = 0, time.monotonic() + 420
-        while True:
+
+        def finished() -> tuple[bool, dict[str, str]]:
             states = {i: client.get_job(i).state for i in ids}
-            if all(JobState(s).terminal for s in states.values()):
-                break
-            assert time.monotonic() < deadline, states
-            if kills < KILLS:
-                time.sleep(rng.uniform(2.0, 8.0))
-                scheduler.kill()
-                kills += 1
-                scheduler.start()
-            else:
-                time.sleep(1.0)
-        scheduler.kill()
+            return all(JobState(s).terminal for s in states.values()), states
+
+        states = _kill_until(scheduler, finished, rng, kills=KILLS, pause_s=(2.0, 8.0))
         assert set(states.values()) == {"SUCCEEDED"}, {
             i: client.get_job(i).exit_reason for i, s in states.items() if s != "SUCCEEDED"}
         attempts = {i: client.get_job(i).attempt for i in ids}
@@ -153,21 +175,13 @@ def test_sigkilled_scheduler_loses_and_doubles_no_chained_command(
         array = client.submit_array(JobSpec(
             name="stamp", kind="command", command=["sh", "-c", script, "sh", str(stamps)],
             array=f"0-{TASKS - 1}", max_attempts=5))  # fmt: skip
-        scheduler.start()
-        kills, deadline = 0, time.monotonic() + 300
-        while True:
+
+        def finished() -> tuple[bool, dict[str, int]]:
             by_state = client.get_array(array.id).by_state
-            if sum(by_state.get(s, 0) for s in ("SUCCEEDED", "FAILED", "CANCELLED")) >= TASKS:
-                break
-            assert time.monotonic() < deadline, by_state
-            if kills < TASK_KILLS:
-                time.sleep(rng.uniform(0.3, 3.0))
-                scheduler.kill()
-                kills += 1
-                scheduler.start()
-            else:
-                time.sleep(0.5)
-        scheduler.kill()
+            final = sum(by_state.get(s, 0) for s in ("SUCCEEDED", "FAILED", "CANCELLED"))
+            return final >= TASKS, by_state
+
+        by_state = _kill_until(scheduler, finished, rng, kills=TASK_KILLS, pause_s=(0.3, 3.0))
         assert by_state.get("SUCCEEDED") == TASKS, by_state
         attempts = {task.id: task.attempt for task in client.list_jobs(array=array.id)}
         chained = sum(
