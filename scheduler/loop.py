@@ -1,8 +1,9 @@
 """The live scheduling loop: snapshot (SQL) -> policy (pure) -> apply (SQL).
 
-Each step is one transaction, so a crash at any point leaves the registry
-as it was before the step or after it, never in between. The simulator
-calls the same policy objects; only the snapshot source and applier differ.
+Each step's decisions are planned on a read and written in one transaction,
+so a crash at any point leaves the registry as it was before the step's
+writes or after them, never in between. The simulator calls the same policy
+objects; only the snapshot source and applier differ.
 
 A step woken by an event (a submit, a run's end) between full steps is a
 *quick* one, as Slurm's event-triggered pass tests only `default_queue_depth`
@@ -105,7 +106,7 @@ class SchedulerLoop:
             )
 
     def step(self, *, quick: bool = False) -> StepReport:
-        """Record ended runs, place (one transaction), launch what was placed.
+        """Record ended runs, plan (a read), place (one write), launch what was placed.
 
         Ends are recorded first so the resources they free are placed in the same
         step: a job's end and its successor's start take one step, not two.
