@@ -10,6 +10,7 @@ import pytest
 from commonpool.workers.runner.executor import (
     END_OUTPUT_MAX_BYTES,
     TAIL_LINES,
+    AheadNotStarted,
     CommandExecutor,
     GpusBusy,
     RunEnd,
@@ -164,7 +165,7 @@ def test_start_many_starts_in_order_and_refuses_what_waits_on_a_refused_run() ->
             (other, ["true"], {}, 0, None, None),
         ]
     )
-    assert isinstance(results[0], GpusBusy) and isinstance(results[1], GpusBusy)
+    assert isinstance(results[0], GpusBusy) and isinstance(results[1], AheadNotStarted)
     assert isinstance(results[2], float)
     assert executor.status(gpu) == (False, None) and executor.status(behind) == (False, None)
     assert _ended(executor, other).exit_code == 0

@@ -49,7 +49,16 @@ TAIL_LINES = 40
 TAIL_BYTES = 16_384
 
 
-class GpusBusy(RuntimeError):
+class NotStartedYet(RuntimeError):
+    """The start may succeed on a later try: the launch is in doubt, not failed."""
+
+
+class AheadNotStarted(NotStartedYet):
+    """A run queued behind a run of the same `start_many` call that could not start: its
+    slot is not known to be free, so it waits for the next try of both."""
+
+
+class GpusBusy(NotStartedYet):
     """The node's GPUs are still held by runs that have not ended (e.g. a preempted run
     stopping): the start may succeed once they end, so the launch is retried, not failed."""
 
@@ -164,7 +173,7 @@ class CommandExecutor:
         for ref, argv, env, gpus, max_runtime_s, after in starts:
             try:
                 if after in refused:
-                    raise GpusBusy(f"the run ahead, {after}, could not start")
+                    raise AheadNotStarted(f"the run ahead of it, {after}, could not start")
                 results.append(self.start(ref, argv, env, gpus, max_runtime_s, after))
             except Exception as exc:
                 refused.add(ref)

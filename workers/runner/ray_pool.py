@@ -54,6 +54,7 @@ from commonpool.workers.runner.executor import (
     READ_MAX_BYTES,
     CommandExecutor,
     GpusBusy,
+    NotStartedYet,
     RunEnd,
 )
 from commonpool.workers.runner.ray_jobs import RayJobsRunner, Storage, command_failure, is_uri
@@ -245,8 +246,8 @@ class RayPoolRunner:
 
     def _started_command(self, node: str, ref: str, result: float | Exception | None) -> Any:
         """A warm command's launch outcome from its executor's `start_many` entry."""
-        if isinstance(result, GpusBusy):
-            return LaunchInDoubt(f"{result}: a stopping run still holds them")
+        if isinstance(result, NotStartedYet):
+            return LaunchInDoubt(_why_not_yet(result))
         if isinstance(result, Exception):
             return result
         if result is not None:  # None: queued behind the run ahead of it
@@ -267,8 +268,8 @@ class RayPoolRunner:
                 f"no answer from the executor of node {nodes} in {self.call_timeout_s:g} s"
             )
         if isinstance(exc, ray.exceptions.RayTaskError):
-            if isinstance(exc.cause, GpusBusy):
-                return LaunchInDoubt(f"{exc.cause}: a stopping run still holds them")
+            if isinstance(exc.cause, NotStartedYet):
+                return LaunchInDoubt(_why_not_yet(exc.cause))
             return exc
         if isinstance(exc, ray.exceptions.RayActorError):
             for node, key in runs:  # no rank may be left waiting for the rest
@@ -641,6 +642,13 @@ def _reload_auth_config() -> None:
 
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _why_not_yet(exc: NotStartedYet) -> str:
+    """A start to try again: why, for the job's in-doubt reason."""
+    if isinstance(exc, GpusBusy):
+        return f"{exc}: a stopping run still holds them"
+    return str(exc)
 
 
 def _report(ref: str, end: RunEnd | None) -> RunReport:
