@@ -133,12 +133,28 @@ def test_the_servers_health_check_passes_against_the_real_app(
     with LiveServer(app, **options) as live:
         code = test[3].replace("127.0.0.1:8765", f"127.0.0.1:{live.port}")
         assert code != test[3], "the check must probe the server's own port 8765"
-        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                                text=True, timeout=30)
+        result = _run_check_like_compose(code, env)
         assert result.returncode == 0, result.stderr
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True, timeout=30)
     assert result.returncode != 0, "the check passed with no server"
+
+
+def _run_check_like_compose(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the check until it passes, at most a few of compose's `retries` times.
+
+    Compose marks a service unhealthy only after `retries` failed checks in a row; one check
+    that times out on a loaded machine (2 cores running the suite) is not a failure there.
+    """
+    retries = int(service("server")["healthcheck"]["retries"])
+    result = None
+    for _ in range(min(retries, 3)):
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                text=True, timeout=30)
+        if result.returncode == 0:
+            break
+    assert result is not None
+    return result
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
