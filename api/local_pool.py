@@ -34,6 +34,7 @@ from commonpool.scheduler.services.preemption import RequeueBackoff
 from commonpool.scheduler.store.engine import make_engine
 from commonpool.scheduler.store.singleton import SchedulerLock
 from commonpool.scheduler.store.uow import Database
+from commonpool.scheduler.store.wake import wake_sender
 from commonpool.workers.ray_node import (
     NODE_LABEL,
     RayNode,
@@ -189,7 +190,9 @@ class LocalPool:
             backoff=RequeueBackoff.of(settings),
         )
         app = create_app(
-            settings, self.db, wake_scheduler=self.loop.wake if self.run_scheduler else None
+            settings,
+            self.db,
+            wake_scheduler=self.loop.wake if self.run_scheduler else wake_sender(self.db.engine),
         )
         self.loop.after_step = app.state.metrics.observe_step  # decision latency on /metrics
         self.server = uvicorn.Server(

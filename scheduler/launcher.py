@@ -176,7 +176,7 @@ class Launcher:
                 continue  # this attempt's own run, recorded just before its launch
 
             self.runner.stop(ref)
-            with self.db.unit_of_work() as session:
+            with self.db.unit_of_work(exclusive=True) as session:
                 session.execute(
                     update(Job)
                     .where(Job.id == job_id, Job.runner_ref == ref)
@@ -205,7 +205,7 @@ class Launcher:
     # -- 2. launch ----------------------------------------------------------
     def _launch_placed(self, report: LaunchReport) -> None:
         # A write unit: each launch mints the attempt's job token.
-        with self.db.unit_of_work() as session:
+        with self.db.unit_of_work(exclusive=True) as session:
             jobs = list(
                 session.scalars(
                     select(Job).where(Job.state == JobState.PLACED.value).order_by(Job.placed_at)
@@ -254,7 +254,8 @@ class Launcher:
                 report.ended[request.job_id] = JobState.FAILED.value
         if not launched:
             return
-        with self.db.unit_of_work() as session:  # every launch of this step: one transaction
+        # every launch of this step: one transaction
+        with self.db.unit_of_work(exclusive=True) as session:
             moves = [
                 JobMove(job_id, f"launched as {ref}", {"runner_ref": ref})
                 for job_id, ref in launched
@@ -302,7 +303,7 @@ class Launcher:
     def _requeue(self, job_id: str, reason: str) -> JobState | None:
         """PLACED -> PREEMPTED -> QUEUED (attempt + 1, backoff), or FAILED out of attempts;
         PREEMPTED or FAILED for the report, None if the job was cancelled meanwhile."""
-        with self.db.unit_of_work() as session:
+        with self.db.unit_of_work(exclusive=True) as session:
             try:
                 state = preempt_job(
                     session, job_id, actor="launcher", reason=reason, backoff=self.backoff
@@ -367,7 +368,7 @@ class Launcher:
         if not polled:
             return
         # Output, RUNNING and successful ends of every polled run: one transaction.
-        with self.db.unit_of_work() as session:
+        with self.db.unit_of_work(exclusive=True) as session:
             for run in polled:
                 if run.lines:
                     append_logs(
@@ -422,7 +423,7 @@ class Launcher:
         lost = self._lost_nodes(job_id)
         if lost:
             self._failed_at.pop(ref, None)
-            with self.db.unit_of_work() as session:
+            with self.db.unit_of_work(exclusive=True) as session:
                 for node_id in sorted(lost):
                     try:
                         lose_node(
@@ -452,7 +453,7 @@ class Launcher:
     def _end(
         self, job_id: str, target: JobState, reason: str, expect: JobState | None = None
     ) -> bool:
-        with self.db.unit_of_work() as session:
+        with self.db.unit_of_work(exclusive=True) as session:
             return _end_in(session, job_id, target, reason, expect)
 
 

@@ -139,7 +139,7 @@ class SchedulerLoop:
             withdrawn = withdrawals(seen, window_s=self.chain_window_s)
             if withdrawn and self.launcher is not None:  # only runs that have not started
                 withdrawn = self.launcher.withdraw(session, withdrawn)
-        with self.db.unit_of_work() as session:
+        with self.db.unit_of_work(exclusive=True) as session:
             lost = expire_leases(session, backoff=self.backoff)
             # Jobs that can never start (a dependency ended the wrong way) are cancelled.
             cancelled = apply_cancellations(session, plan.cancellations)

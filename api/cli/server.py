@@ -161,13 +161,15 @@ def server(
     announce_bootstrap(settings, db)
     loop = build_loop(settings, db) if with_scheduler else None
     from commonpool.scheduler.store.singleton import SchedulerLock
+    from commonpool.scheduler.store.wake import WakeListener, wake_sender
 
     lock = SchedulerLock(settings.resolved_database_url)
     if loop is not None:
         lock.acquire()  # held while this process lives (the kernel drops it on exit)
-    app = create_app(settings, db, wake_scheduler=loop.wake if loop else None)
+    app = create_app(settings, db, wake_scheduler=loop.wake if loop else wake_sender(db.engine))
     if loop is not None:
         loop.after_step = app.state.metrics.observe_step  # decision latency on /metrics
+        WakeListener(db.engine, loop.wake).start()  # submits through other API replicas
         threading.Thread(target=loop.run_forever, name="scheduler", daemon=True).start()
     tls = settings.tls_cert_file is not None
     if tls != (settings.tls_key_file is not None):
@@ -202,6 +204,7 @@ def scheduler(
     db = open_database(settings)
     loop = build_loop(settings, db, policy)
     from commonpool.scheduler.store.singleton import SchedulerLock
+    from commonpool.scheduler.store.wake import WakeListener
 
     lock = SchedulerLock(settings.resolved_database_url)
     lock.acquire()  # held while this process lives (the kernel drops it on exit)
@@ -221,7 +224,11 @@ def scheduler(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    listener = WakeListener(db.engine, loop.wake)  # the API's submits wake it at once
+    listener.start()
     render.err_console.print(
-        f"scheduler running policy {loop.policy.name} every {loop.interval_s}s"
+        f"scheduler running policy {loop.policy.name}: on every submit and run end, and "
+        f"at least every {loop.interval_s}s"
     )
     loop.run_forever()
+    listener.stop()

@@ -33,6 +33,14 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for PostgreSQL or an in-memory database."""
+    if not is_sqlite(url):
+        return None
+    database = make_url(url).database
+    return Path(database).expanduser() if database and database != ":memory:" else None
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url`; a SQLite file's folder is created when missing."""
     if is_sqlite(url):
@@ -49,7 +57,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(parsed, **kwargs)
 
 
-def _private_file(path: Path) -> None:
+def private_file(path: Path) -> None:
     """Create the database file readable by its owner only (it holds token hashes and
     every job's spec); SQLite gives its -wal and -shm files the same mode."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,9 +65,9 @@ def _private_file(path: Path) -> None:
 
 
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
-    database = make_url(url).database
-    if database and database != ":memory:":
-        _private_file(Path(database).expanduser())
+    database = sqlite_file(url)
+    if database is not None:
+        private_file(database)
     connect_args = kwargs.pop("connect_args", {})
     connect_args.setdefault("check_same_thread", False)
     connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)

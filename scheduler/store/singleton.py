@@ -13,22 +13,16 @@ from __future__ import annotations
 
 import fcntl
 import os
-from pathlib import Path
 from typing import IO
 
-from sqlalchemy.engine import make_url
-
 from ..domain.errors import Conflict
-from .engine import is_sqlite
+from .engine import sqlite_file
 
 
 class SchedulerLock:
     def __init__(self, database_url: str) -> None:
-        self.path: Path | None = None
-        if is_sqlite(database_url):
-            database = make_url(database_url).database
-            if database and database != ":memory:":
-                self.path = Path(database).expanduser().with_suffix(".scheduler.lock")
+        database = sqlite_file(database_url)
+        self.path = database.with_suffix(".scheduler.lock") if database else None
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
