@@ -61,15 +61,24 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPool]:
 
 
 class Scheduler:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
+    def __init__(self, env: dict[str, str], log: Path, interval_s: float = 0.5) -> None:
+        self.env, self.log, self.interval_s = env, log, interval_s
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with open(self.log, "ab") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "commonpool", "scheduler", "--interval", "0.5"],
+                [sys.executable, "-m", "commonpool", "scheduler", "--interval",
+                 str(self.interval_s)],
                 env=self.env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+
+    def wait_running(self, timeout_s: float = 60) -> None:
+        """Until it has printed that it runs (its wake listener is in place by then)."""
+        deadline = time.monotonic() + timeout_s
+        while "scheduler running policy" not in self.log.read_text():
+            assert self.process is not None and self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.1)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -218,3 +227,28 @@ def test_sigkilled_scheduler_loses_and_doubles_no_chained_command(
     print(f"chained commands chaos: {TASK_KILLS} SIGKILLs, {TASKS} tasks SUCCEEDED "
           f"({chained} chained), {sum(a - 1 for a in attempts.values())} extra attempts, "
           f"{at_once} at once at most")
+
+
+def test_a_separate_scheduler_starts_each_submit_at_once_not_on_its_interval(
+    pool: LocalPool, tmp_path: Path
+) -> None:
+    """`commonpool scheduler` beside the API (compose's layout): the API's submit and the
+    run's end wake it (here through the database's FIFO), so a job runs to its end in
+    seconds although the scheduler's own interval is 120 s."""
+    env = {**os.environ, **pool.scheduler_env(), "COMMONPOOL_CONFIG": str(tmp_path / "x.toml")}
+    scheduler = Scheduler(env, tmp_path / "scheduler.log", interval_s=120)
+    scheduler.start()
+    try:
+        scheduler.wait_running()
+        time.sleep(1.0)  # its first steps are over: what follows is woken by the submits
+        with pool.client() as client:
+            for turn in range(3):
+                started = time.monotonic()
+                job = client.submit_job(JobSpec(name=f"woken-{turn}", kind="command",
+                                                command=["true"]))
+                while not JobState(client.get_job(job.id).state).terminal:
+                    assert time.monotonic() - started < 30, client.get_job(job.id)
+                    time.sleep(0.05)
+                assert client.get_job(job.id).state == "SUCCEEDED"
+    finally:
+        scheduler.kill()
