@@ -50,6 +50,7 @@ from commonpool.workers.sandbox import JobSandbox, share_dir
 from .app import create_app
 from .bootstrap import local_admin_token
 from .cli.agent import READY
+from .cli.server import SCHEDULER_READY
 from .client.sdk import Client
 
 AGENT_READY_TIMEOUT_S = 180.0
@@ -72,6 +73,7 @@ class LocalPool:
         job_user: str | None = None,
         host: str = "127.0.0.1",
         run_scheduler: bool = True,
+        scheduler_process: bool = False,
         ddp_start: str | None = None,
     ) -> None:
         """`token_file` is where the pool's admin token is kept (default: in `state_dir`).
@@ -80,10 +82,15 @@ class LocalPool:
         by default; a private address when agents on other hosts join.
         `run_scheduler=False` leaves scheduling to a separate `commonpool scheduler`
         process (see `scheduler_env`), e.g. to crash-test it.
+        `scheduler_process=True` runs the scheduler as such a child process (the API's
+        submits wake it through the database, as in the compose deployment) instead of
+        a thread beside the API: the two no longer share one interpreter's lock.
         `ddp_start`: the `ddp_start` setting (None: from COMMONPOOL_DDP_START, else trainer).
         """
         self.host = host
         self.run_scheduler = run_scheduler
+        self.scheduler_process = scheduler_process and run_scheduler
+        self.scheduler_child: subprocess.Popen[bytes] | None = None
         self.ddp_start = ddp_start
         self.state_dir = state_dir
         self.token_file = token_file or state_dir / "admin-token"
@@ -163,7 +170,7 @@ class LocalPool:
         logs.mkdir(parents=True, exist_ok=True)
         self._log_file = open(logs / "scheduler.log", "a", buffering=1)  # noqa: SIM115
         configure_logging(settings.log_format, settings.log_level, stream=self._log_file)
-        if self.run_scheduler:
+        if self._scheduler_thread:
             self._scheduler_lock = SchedulerLock(settings.resolved_database_url)
             self._scheduler_lock.acquire()
         self.db = Database(make_engine(settings.resolved_database_url))
@@ -189,11 +196,8 @@ class LocalPool:
             forecasts=forecasts_for_policy(settings.policy),
             backoff=RequeueBackoff.of(settings),
         )
-        app = create_app(
-            settings,
-            self.db,
-            wake_scheduler=self.loop.wake if self.run_scheduler else wake_sender(self.db.engine),
-        )
+        wake = self.loop.wake if self._scheduler_thread else wake_sender(self.db.engine)
+        app = create_app(settings, self.db, wake_scheduler=wake)
         self.loop.after_step = app.state.metrics.observe_step  # decision latency on /metrics
         self.server = uvicorn.Server(
             uvicorn.Config(
@@ -207,10 +211,33 @@ class LocalPool:
                 raise RuntimeError("the API server did not start")
             time.sleep(0.05)
         self.say(f"API on {self.url} ({settings.resolved_database_url})")
-        if self.run_scheduler:
+        if self._scheduler_thread:
             self._spawn(self.loop.run_forever, "scheduler")
+        elif self.scheduler_process:
+            self._start_scheduler_child()
         for index in range(self.agents):  # one after another: they share Ray's session dir
             self.node_ids.append(self.add_agent(index))
+
+    @property
+    def _scheduler_thread(self) -> bool:
+        return self.run_scheduler and not self.scheduler_process
+
+    def _start_scheduler_child(self) -> None:
+        """`commonpool scheduler` for this pool; returns once it schedules (or raises)."""
+        log = self.state_dir / "logs" / "scheduler-process.log"
+        with open(log, "ab") as err:
+            self.scheduler_child = subprocess.Popen(
+                [sys.executable, "-m", "commonpool", "scheduler"],
+                env={**os.environ, **self.scheduler_env()},
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        deadline = time.monotonic() + AGENT_READY_TIMEOUT_S
+        while SCHEDULER_READY not in log.read_text(errors="replace"):
+            if self.scheduler_child.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the scheduler process did not start; see {log}")
+            time.sleep(0.05)
+        self.say(f"scheduler in process {self.scheduler_child.pid} (log: {log})")
 
     def scheduler_env(self) -> dict[str, str]:
         """The environment of a `commonpool scheduler` process that schedules this pool."""
@@ -225,6 +252,7 @@ class LocalPool:
             "COMMONPOOL_RAY_ADDRESS": settings.ray_address,
             "COMMONPOOL_RAY_AUTH_TOKEN_FILE": str(settings.ray_auth_token_file or ""),
             "COMMONPOOL_POLICY": settings.policy,
+            "COMMONPOOL_SCHEDULER_INTERVAL_S": str(settings.scheduler_interval_s),
         }
 
     def _checkpoint_storage(self) -> Storage:
@@ -330,6 +358,13 @@ class LocalPool:
             self.stop_agent(index)
         if self.loop is not None:
             self.loop.stop()
+        if self.scheduler_child is not None:
+            self.scheduler_child.terminate()  # SIGTERM: it ends its step and exits
+            try:
+                self.scheduler_child.wait(timeout=AGENT_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.scheduler_child.kill()
+                self.scheduler_child.wait(timeout=10)
         if self.server is not None:
             self.server.should_exit = True
         for thread in self._threads:

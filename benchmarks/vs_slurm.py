@@ -7,8 +7,9 @@
 Slurm first: the peer's own `bench.sh -p tuned -r 1` (one node with the machine's
 CPUs, so at most 2 jobs at once on 2 cores) for `sbatch` in a loop and one
 `--array`, then its `stop.sh`. Then commonpool at the same concurrency: a fresh
-`LocalPool` (1 agent, 2 CPUs) per variant and size, so runs never see each other's
-jobs, for a loop of `commonpool run -- true` processes (the sbatch loop's twin), a
+`LocalPool` (1 agent, 2 CPUs; its scheduler a process of its own, as compose deploys
+it, or with `--scheduler thread` a thread of the API's) per variant and size, so runs
+never see each other's jobs, for a loop of `commonpool run -- true` processes (the sbatch loop's twin), a
 loop of SDK submits (Slurm has no API: compared with the sbatch loop) and one
 array. Figures, as bench.sh defines them:
 - submit jobs/s: jobs submitted / wall time of the submit step;
@@ -56,6 +57,10 @@ VARIANTS = {"cli": "loop", "api": "loop", "array": "array"}  # ours -> the Slurm
 POLL_S = 0.2  # one summary query per poll: cheap, and does not flood the API
 GOALS = {"done_ratio": 3.0, "latency_s": 0.1, "array_n": 5000, "array_submit_s": 1.0}
 TRUE = JobSpec(name="true", kind="command", command=["true"])
+LAYOUTS = {  # where the pool's scheduler runs (`--scheduler`)
+    "process": "a `commonpool scheduler` process beside the API, as compose deploys it",
+    "thread": "a thread in the API's process, as `commonpool up` runs it",
+}
 console = Console(stderr=True, width=max(Console(stderr=True).width, 120))
 
 
@@ -258,18 +263,20 @@ def wait_done(client: Client, submitted: int, deadline: float) -> tuple[int, int
 
 
 @contextmanager
-def fresh_pool(work: Path, label: str) -> Iterator[tuple[LocalPool, Client]]:
-    """A new pool with its own state dir: 1 agent with 2 CPUs, as Slurm's one 2-CPU node."""
+def fresh_pool(work: Path, label: str, layout: str) -> Iterator[tuple[LocalPool, Client]]:
+    """A new pool with its own state dir: 1 agent with 2 CPUs, as Slurm's one 2-CPU node;
+    its scheduler in a process of its own or in a thread of the API's (`LAYOUTS`)."""
     with (
         open(work / f"{label}.log", "w") as log,
-        LocalPool(work / label, agents=1, cpus_per_agent=2, log=log) as pool,
+        LocalPool(work / label, agents=1, cpus_per_agent=2, log=log,
+                  scheduler_process=layout == "process") as pool,  # fmt: skip
         pool.client() as client,
     ):
         yield pool, client
 
 
-def run_variant(variant: str, n: int, cap_s: int, work: Path) -> Run:
-    with fresh_pool(work, f"{variant}-{n}") as (pool, client):
+def run_variant(variant: str, n: int, cap_s: int, work: Path, layout: str) -> Run:
+    with fresh_pool(work, f"{variant}-{n}", layout) as (pool, client):
         t0 = time.time()
         deadline = t0 + cap_s
         if variant == "cli":
@@ -292,10 +299,10 @@ def run_variant(variant: str, n: int, cap_s: int, work: Path) -> Run:
     return run
 
 
-def run_latency(samples: int, work: Path) -> list[float]:
+def run_latency(samples: int, work: Path, layout: str) -> list[float]:
     """submit -> first line of the job runs, one job at a time on an idle pool."""
     found: list[float] = []
-    with fresh_pool(work, "latency") as (_, client):
+    with fresh_pool(work, "latency", layout) as (_, client):
         # The node's first command creates its executor (once per node, ~1-2 s), as
         # slurmd is up before Slurm's first job: warm it, unmeasured.
         client.wait(client.submit_job(TRUE).id, timeout_s=120, poll_s=0.05)
@@ -370,6 +377,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--slurm-peer", type=Path, default=PEER, help="The Slurm peer's dir.")
     parser.add_argument("--no-submit-limit", action="store_true",
                         help="Lift the API's submit rate limit (default: as shipped).")  # fmt: skip
+    parser.add_argument("--scheduler", choices=list(LAYOUTS), default="process",
+                        help="Where the pool's scheduler runs: " + "; ".join(
+                            f"{k}: {v}" for k, v in LAYOUTS.items()) + " (default: process).")
     parser.add_argument("--keep", action="store_true", help="Keep the work dir (pool logs).")
     return parser.parse_args(argv)
 
@@ -378,7 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="cp-vs-slurm-"))
     os.environ["COMMONPOOL_CONFIG"] = str(work / "absent.toml")  # no user config file
-    notes = ["Slurm has no API: the API loop is compared with the sbatch loop"]
+    notes = [
+        "Slurm has no API: the API loop is compared with the sbatch loop",
+        f"commonpool's scheduler: {LAYOUTS[args.scheduler]} (--scheduler {args.scheduler})",
+    ]
     if args.no_submit_limit:
         os.environ["COMMONPOOL_SUBMIT_RATE_PER_S"] = "0"  # read by each pool's settings
         notes.append("--no-submit-limit: the API's submit rate limit was off")
@@ -400,9 +413,11 @@ def main(argv: list[str] | None = None) -> int:
                 if size < n:
                     notes.append(f"CLI loop capped at N={size} (--cli-n), compared with N={n}")
                 if (variant, size) not in measured:
-                    measured[variant, size] = run_variant(variant, size, args.cap_s, work)
+                    measured[variant, size] = run_variant(
+                        variant, size, args.cap_s, work, args.scheduler
+                    )
                 runs.append(replace(measured[variant, size], peer_n=n))
-        latencies = run_latency(args.latency_n, work)
+        latencies = run_latency(args.latency_n, work, args.scheduler)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -423,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({
         "benchmark": "vs_slurm", "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit(), "cpus": os.cpu_count(), "sizes": args.sizes, "cli_n": args.cli_n,
-        "cap_s": args.cap_s,
+        "cap_s": args.cap_s, "scheduler": args.scheduler,
         "commonpool": {"runs": [{**asdict(r), **r.figures(), "failed": r.failed} for r in runs],
                        "latency_s": latencies, "latency_median_s": latency_s},
         "slurm": slurm_report, "rows": rows, "goals": goals, "notes": notes, "failed": failed,

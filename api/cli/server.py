@@ -17,6 +17,8 @@ from commonpool.scheduler.config import Settings, get_settings
 
 from . import render
 
+SCHEDULER_READY = "scheduler running policy"  # its first line once it schedules
+
 if TYPE_CHECKING:
     from commonpool.scheduler.launcher import Launcher
     from commonpool.scheduler.loop import SchedulerLoop
@@ -227,7 +229,7 @@ def scheduler(
     listener = WakeListener(db.engine, loop.wake)  # the API's submits wake it at once
     listener.start()
     render.err_console.print(
-        f"scheduler running policy {loop.policy.name}: on every submit and run end, and "
+        f"{SCHEDULER_READY} {loop.policy.name}: on every submit and run end, and "
         f"at least every {loop.interval_s}s"
     )
     loop.run_forever()

@@ -30,6 +30,7 @@ from typing import TypeVar
 
 import pytest
 
+from commonpool.api.cli.server import SCHEDULER_READY
 from commonpool.api.local_pool import LocalPool
 from commonpool.scheduler.domain.states import JobState
 from commonpool.scheduler.spec import JobSpec
@@ -75,7 +76,7 @@ class Scheduler:
     def wait_running(self, timeout_s: float = 60) -> None:
         """Until it has printed that it runs (its wake listener is in place by then)."""
         deadline = time.monotonic() + timeout_s
-        while "scheduler running policy" not in self.log.read_text():
+        while SCHEDULER_READY not in self.log.read_text():
             assert self.process is not None and self.process.poll() is None, self.log.read_text()
             assert time.monotonic() < deadline, self.log.read_text()
             time.sleep(0.1)
