@@ -73,26 +73,21 @@ def _place(
     """
     node_ids = sorted({w.node_id for p in placements for w in p.workers})
     _lock_nodes(session, node_ids)
-    by_reason: dict[str, list[str]] = defaultdict(list)  # one event reason per node set
-    for placement in placements:
-        nodes = ", ".join(sorted({w.node_id for w in placement.workers}))
-        behind = f" behind job {placement.after}" if placement.after else ""
-        by_reason[f"placed on {nodes}{behind}"].append(placement.job_id)
+    reasons = {placement.job_id: _placed_reason(placement) for placement in placements}
     placed_at = utcnow()
-    for reason, job_ids in by_reason.items():
-        for batch in id_batches(job_ids):
-            moved = transition_jobs(
-                session,
-                Job.id.in_(batch),
-                JobState.PLACED,
-                actor=actor,
-                reason=reason,
-                placed_at=placed_at,
-                pending_reason=None,
-            )
-            if len(moved) != len(batch):
-                gone = sorted(set(batch) - {job_id for job_id, _ in moved})
-                raise Conflict(f"job {gone[0]} is no longer queued (cancelled meanwhile?)")
+    for batch in id_batches(list(reasons)):
+        moved = transition_jobs(
+            session,
+            Job.id.in_(batch),
+            JobState.PLACED,
+            actor=actor,
+            reason=reasons,
+            placed_at=placed_at,
+            pending_reason=None,
+        )
+        if len(moved) != len(batch):
+            gone = sorted(set(batch) - {job_id for job_id, _ in moved})
+            raise Conflict(f"job {gone[0]} is no longer queued (cancelled meanwhile?)")
     jobs: dict[str, tuple[int, str]] = {}
     for batch in id_batches([p.job_id for p in placements]):
         jobs.update(
@@ -120,6 +115,12 @@ def _place(
     _check_capacity(session, node_ids)
     for project in sorted({project for _, project in jobs.values()} & limited):
         _check_project_quota(session, project)
+
+
+def _placed_reason(placement: Placement) -> str:
+    nodes = ", ".join(sorted({w.node_id for w in placement.workers}))
+    behind = f" behind job {placement.after}" if placement.after else ""
+    return f"placed on {nodes}{behind}"
 
 
 def _insert_chained(

@@ -58,7 +58,7 @@ def transition_jobs(
     target: JobState,
     *,
     actor: str,
-    reason: str | None = None,
+    reason: str | Mapping[str, str] | None = None,
     **values: Any,
 ) -> list[tuple[str, JobState]]:
     """Move every job matching `where` that may move to `target`; returns (id, state left).
@@ -67,7 +67,8 @@ def transition_jobs(
     `UPDATE ... WHERE state = :source RETURNING id` per allowed source state
     instead of a read and an UPDATE per job, and the events in one insert.
     Each UPDATE names the state it moves from, so every event's `from_state`
-    is true; jobs in other states (final ones) are left alone.
+    is true; jobs in other states (final ones) are left alone. `reason` is the
+    events' reason, or each job's own (by job id).
     """
     moved: list[tuple[str, JobState]] = []
     for source in sorted(job_sources(target)):
@@ -88,7 +89,7 @@ def transition_jobs(
                     "from_state": source.value,
                     "to_state": target.value,
                     "actor": actor,
-                    "reason": reason,
+                    "reason": reason.get(job_id) if isinstance(reason, Mapping) else reason,
                 }
                 for job_id, source in moved
             ],
