@@ -9,9 +9,9 @@ CPUs, so at most 2 jobs at once on 2 cores) for `sbatch` in a loop and one
 `--array`, then its `stop.sh`. Then commonpool at the same concurrency: a fresh
 `LocalPool` (1 agent, 2 CPUs; its scheduler a process of its own, as compose deploys
 it, or with `--scheduler thread` a thread of the API's) per variant and size, so runs
-never see each other's jobs, for a loop of `commonpool run -- true` processes (the sbatch loop's twin), a
-loop of SDK submits (Slurm has no API: compared with the sbatch loop) and one
-array. Figures, as bench.sh defines them:
+never see each other's jobs, for a loop of `commonpool run -- true` processes (the
+sbatch loop's twin), a loop of SDK submits (Slurm has no API: compared with the sbatch
+loop) and one array. Figures, as bench.sh defines them:
 - submit jobs/s: jobs submitted / wall time of the submit step;
 - all-done jobs/s: jobs final / (first submit -> all final); a run that hits
   `--cap-s` (submit step included) reports the rate it reached, marked capped;
