@@ -408,9 +408,9 @@ class Launcher:
                     self._forget.append(run.ref)
             elif verdict == "node lost":
                 report.ended[run.job_id] = JobState.PREEMPTED.value
-        for ref in self._forget:
-            self.runner.forget(ref)
-        self._forget.clear()
+        if self._forget:
+            self.runner.forget(self._forget)
+            self._forget = []
 
     def _judge_failure(self, job_id: str, ref: str, message: str, now: float) -> str:
         """ "failed" (the job's fault), "node lost" (requeued), or "wait" (not sure yet).

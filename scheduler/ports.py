@@ -7,6 +7,7 @@ plug in another runner without the scheduler importing Ray.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -146,8 +147,9 @@ class Runner(Protocol):
 
     def stop(self, ref: str) -> None: ...
 
-    def forget(self, ref: str) -> None:
-        """The run's end and output are recorded: the runner may drop its own copy."""
+    def forget(self, refs: Sequence[str]) -> None:
+        """These runs' ends and output are recorded: the runner may drop its own copies
+        (all of a step's at once: one message per node, not one per run)."""
         ...
 
     def ended_refs(self) -> set[str]:

@@ -4,6 +4,8 @@ is polled and recorded. Ray and processes are tested elsewhere (tests/integratio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, launch_each, run_ref
 
 
@@ -36,7 +38,7 @@ class ScriptedRunner:
     def checkpoint_location(self, request: LaunchRequest) -> str | None:
         return None
 
-    def forget(self, ref: str) -> None:
+    def forget(self, refs: Sequence[str]) -> None:
         pass
 
     def poll(self, ref: str) -> RunReport:

@@ -38,7 +38,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, launch_each, run_ref
@@ -205,7 +205,7 @@ class LocalRunsRunner:
     def checkpoint_location(self, request: LaunchRequest) -> str | None:
         return None  # a local run keeps no checkpoints for the pool
 
-    def forget(self, ref: str) -> None:
+    def forget(self, refs: Sequence[str]) -> None:
         """Nothing to drop: the run's records are its output, kept for `logs` after a crash."""
 
     def withdraw(self, ref: str) -> bool:

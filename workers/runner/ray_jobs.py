@@ -24,6 +24,7 @@ import re
 import shlex
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -285,12 +286,13 @@ class RayJobsRunner:
             return None
         return train_run_location(self.storage_path, request.job_id)
 
-    def forget(self, ref: str) -> None:
-        """Ray keeps (and expires) its own job records; only our notes of the run go."""
-        self._log_offsets.pop(ref, None)
-        self._command_nodes.pop(ref, None)
-        self._ddp_refs.discard(ref)
-        self._service_refs.discard(ref)
+    def forget(self, refs: Sequence[str]) -> None:
+        """Ray keeps (and expires) its own job records; only our notes of the runs go."""
+        for ref in refs:
+            self._log_offsets.pop(ref, None)
+            self._command_nodes.pop(ref, None)
+            self._ddp_refs.discard(ref)
+            self._service_refs.discard(ref)
 
     def withdraw(self, ref: str) -> bool:
         """A Ray Job is never queued behind another run: a chained job here is still
@@ -302,7 +304,7 @@ class RayJobsRunner:
             self.client.stop_job(ref)
         except RuntimeError:
             pass  # already gone
-        self.forget(ref)
+        self.forget([ref])
 
 
 Storage = Path | str  # a folder every node mounts, or an object store URI (s3://, gs://...)

@@ -31,7 +31,8 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -465,21 +466,26 @@ class RayPoolRunner:
             except Exception as exc:
                 log.warning("run.stop_failed", ref=key, error=str(exc))
 
-    def forget(self, ref: str) -> None:
-        """The registry holds the run's end and output: drop the executors' records; for a
-        service, make sure its Serve application is gone (`_delete_application`)."""
-        ranks = rank_runs(ref)
-        if not ranks:
-            application = self.jobs.service_of(ref)
-            self.jobs.forget(ref)
-            if application is not None:
-                self._delete_application(application)
-            return
-        for node, key in ranks:
+    def forget(self, refs: Sequence[str]) -> None:
+        """The registry holds the runs' ends and output: drop the executors' records (one
+        message per node); for a service, make sure its Serve application is gone
+        (`_delete_application`)."""
+        keys_by_node: dict[str, list[str]] = defaultdict(list)
+        for ref in refs:
+            ranks = rank_runs(ref)
+            if not ranks:
+                application = self.jobs.service_of(ref)
+                self.jobs.forget([ref])
+                if application is not None:
+                    self._delete_application(application)
+                continue
+            for node, key in ranks:
+                keys_by_node[node].append(key)
+            self._forget(ref)
+        for node, keys in keys_by_node.items():
             executor = self._executor(node, create=False)
             if executor is not None:
-                executor.forget.remote([key])  # no reply needed
-        self._forget(ref)
+                executor.forget.remote(keys)  # no reply needed
 
     def _delete_application(self, name: str) -> None:
         """Delete a service's Serve application after its run ended. Its driver deletes it
