@@ -17,11 +17,12 @@ the failing ones are refused with their reason and the others still placed.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.errors import CommonpoolError, Conflict, QuotaExceeded
@@ -105,13 +106,8 @@ def _place(
     if rows:
         session.execute(insert(Allocation), rows)
     chained = [placement for placement in placements if placement.after is not None]
-    while chained:  # after the rest, level by level: each behind one inserted before it
-        waiting = {placement.job_id for placement in chained}
-        level = [placement for placement in chained if placement.after not in waiting]
-        if not level:
-            raise Conflict("chained placements wait on each other in a circle")
-        _insert_chained(session, level, jobs)
-        chained = [placement for placement in chained if placement not in level]
+    if chained:  # after the rest: a line's first job may wait behind one of them
+        _insert_chained(session, chained, jobs)
     _check_capacity(session, node_ids)
     for project in sorted({project for _, project in jobs.values()} & limited):
         _check_project_quota(session, project)
@@ -128,13 +124,88 @@ def _insert_chained(
 ) -> None:
     """The standby allocations of chained placements, each behind the allocation its job
     waits for, which must be open on the same node, hold room for it, belong to the same
-    project and have nobody behind it yet (`policy.chain`); raises Conflict if not."""
-    ahead = {p.after: p for p in placements}
+    project and have nobody behind it yet (`policy.chain`); raises Conflict if not.
+
+    A line's first job waits behind an allocation already written (a run, or a job placed
+    on a free slot this step); the jobs behind it wait behind chained placements of this
+    same batch, checked against them. All rows go in one insert, and the ones behind a
+    row of this batch get its id in one update: two statements for lines of any depth.
+    """
+    in_batch = {placement.job_id: placement for placement in placements}
+    _check_no_circle(in_batch)
+    ahead_counts = Counter(placement.after for placement in placements)
+    twice = sorted(job_id for job_id, count in ahead_counts.items() if count > 1)
+    if twice:
+        raise Conflict(f"two jobs would wait behind job {twice[0]}")
+    held = _open_allocations(session, sorted(a for a in ahead_counts if a not in in_batch))
+    followed = Allocation.after_id.in_([row.id for row in held.values()])
+    taken = set(session.scalars(select(Allocation.after_id).where(followed)))
+    rows = []
+    for placement in placements:
+        (worker,) = placement.workers
+        attempt, project = jobs[placement.job_id]
+        ahead = in_batch.get(placement.after)  # type: ignore[arg-type]
+        after_id = None  # behind a row of this batch: set once that row has its id
+        if ahead is not None:
+            (slot_worker,) = ahead.workers
+            node_id, slot, slot_project = (
+                slot_worker.node_id, slot_worker.resources, jobs[ahead.job_id][1]
+            )  # fmt: skip
+        else:
+            run = held.get(placement.after)  # type: ignore[arg-type]
+            if run is None or run.id in taken:
+                raise Conflict(f"job {placement.after} no longer runs alone in its slot")
+            node_id, slot, slot_project = (
+                run.node_id, Resources(run.cpus, run.memory_bytes, run.gpus), run.project
+            )  # fmt: skip
+            after_id = run.id
+        if node_id != worker.node_id or not slot.fits(worker.resources) or slot_project != project:
+            raise Conflict(
+                f"job {placement.job_id} does not fit in job {placement.after}'s slot"
+            )
+        rows.append(
+            {
+                **_allocation_row(placement.job_id, attempt, worker),
+                "after_id": after_id,
+                "standby": True,
+            }
+        )
+    ids = dict(
+        session.execute(insert(Allocation).returning(Allocation.job_id, Allocation.id), rows).all()
+    )
+    behind_batch = [
+        {"a_id": ids[placement.job_id], "a_after": ids[placement.after]}
+        for placement in placements
+        if placement.after in in_batch
+    ]
+    if behind_batch:
+        table = Allocation.__table__
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("a_id"))
+            .values(after_id=bindparam("a_after")),
+            behind_batch,
+        )
+
+
+def _check_no_circle(in_batch: Mapping[str, Placement]) -> None:
+    """Each chain of this batch leads, within its length, to a job outside it."""
+    for placement in in_batch.values():
+        ahead, steps = placement.after, 0
+        while ahead in in_batch:
+            steps += 1
+            if steps > len(in_batch):
+                raise Conflict("chained placements wait on each other in a circle")
+            ahead = in_batch[ahead].after
+
+
+def _open_allocations(session: Session, job_ids: list[str]) -> dict[str, Row[Any]]:
+    """The open allocation of each of these jobs' current attempts, with its project."""
     columns = (Allocation.id, Allocation.job_id, Allocation.node_id, Allocation.cpus,
                Allocation.memory_bytes, Allocation.gpus, Job.project)  # fmt: skip
-    held = {
+    return {
         row.job_id: row
-        for batch in id_batches(sorted(ahead))  # type: ignore[arg-type]
+        for batch in id_batches(job_ids)
         for row in session.execute(
             select(*columns)
             .join(Job, Job.id == Allocation.job_id)
@@ -145,30 +216,6 @@ def _insert_chained(
             )
         )
     }
-    followed = Allocation.after_id.in_([row.id for row in held.values()])
-    taken = set(session.scalars(select(Allocation.after_id).where(followed)))
-    rows = []
-    for job_id, placement in ahead.items():
-        (worker,) = placement.workers
-        run = held.get(job_id)  # type: ignore[arg-type]
-        if run is None or run.id in taken:
-            raise Conflict(f"job {job_id} no longer runs alone in its slot")
-        slot = Resources(run.cpus, run.memory_bytes, run.gpus)
-        attempt, project = jobs[placement.job_id]
-        if (
-            run.node_id != worker.node_id
-            or not slot.fits(worker.resources)
-            or run.project != project
-        ):
-            raise Conflict(f"job {placement.job_id} does not fit in job {job_id}'s slot")
-        rows.append(
-            {
-                **_allocation_row(placement.job_id, attempt, worker),
-                "after_id": run.id,
-                "standby": True,
-            }
-        )
-    session.execute(insert(Allocation), rows)
 
 
 def _allocation_row(job_id: str, attempt: int, worker: WorkerSlot) -> dict[str, object]:

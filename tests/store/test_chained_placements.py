@@ -6,16 +6,18 @@ line moves the rest up. On a real database (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 
 from sqlalchemy import func, select
 
 from commonpool.scheduler.launcher import Launcher
 from commonpool.scheduler.loop import SchedulerLoop
-from commonpool.scheduler.policy import make_policy
+from commonpool.scheduler.policy import Placement, Resources, WorkerSlot, make_policy
 from commonpool.scheduler.ports import LaunchRequest, RunReport, RunStatus, run_ref
 from commonpool.scheduler.services.arrays import submit_array
 from commonpool.scheduler.services.jobs import cancel_job, get_job, list_events, submit_job
 from commonpool.scheduler.store.models import HELD, Allocation
+from commonpool.scheduler.store.placements import apply_placements
 from commonpool.scheduler.store.uow import Database
 from tests.builders import job_spec, online_node
 from tests.store.scripted_runner import ScriptedRunner
@@ -206,3 +208,58 @@ def test_jobs_behind_a_run_that_outlived_the_window_go_back_to_the_queue(db: Dat
     loop.step()
     assert _states(db, [first, second]) == ["SUCCEEDED", "STARTING"]
     assert runner.launched[run_ref(second, 2)].after is None
+
+
+def _slot(node: str, cpus: float = 1) -> tuple[WorkerSlot, ...]:
+    return (WorkerSlot(node, 0, Resources(cpus, 0, 0)),)
+
+
+def _allocations(db: Database, jobs: list[str]) -> dict[str, tuple[int, int | None, bool]]:
+    """job -> (allocation id, after_id, standby)."""
+    with db.unit_of_work(write=False) as session:
+        rows = session.execute(
+            select(Allocation.job_id, Allocation.id, Allocation.after_id, Allocation.standby)
+            .where(Allocation.job_id.in_(jobs))
+        ).all()
+    return {job: (id_, after, standby) for job, id_, after, standby in rows}
+
+
+def test_a_line_placed_in_one_batch_is_linked_in_order_behind_its_head(db: Database) -> None:
+    node, (head, *line) = _pool(db, 4)
+    placements = (
+        Placement(head, _slot(node)),  # on a free slot, this same batch
+        *(Placement(job, _slot(node), after=ahead) for ahead, job in pairwise([head, *line])),
+    )
+    with db.unit_of_work() as session:
+        result = apply_placements(session, placements[::-1])  # order of the plan is no help
+    assert set(result.placed) == {head, *line} and not result.rejected
+    rows = _allocations(db, [head, *line])
+    assert rows[head][1:] == (None, False)
+    for ahead, job in pairwise([head, *line]):
+        assert rows[job][1:] == (rows[ahead][0], True), (job, rows)
+    assert _held_cpus(db, node) == 1
+
+
+def test_chained_placements_that_cannot_be_lines_are_refused_and_write_nothing(
+    db: Database,
+) -> None:
+    node, (head, a, b, c, d) = _pool(db, 5)
+    other, _ = _pool(db, 0)
+    with db.unit_of_work() as session:
+        apply_placements(session, (Placement(head, _slot(node)),))
+    circle = (Placement(a, _slot(node), after=b), Placement(b, _slot(node), after=a))
+    twice = (Placement(c, _slot(node), after=head), Placement(d, _slot(node), after=head))
+    elsewhere = (Placement(d, _slot(other), after=head),)
+    too_big = (Placement(d, _slot(node, cpus=2), after=head),)
+    for placements, why in [(circle, "no longer runs alone"), (twice, "no longer runs alone"),
+                            (elsewhere, "does not fit"), (too_big, "does not fit")]:
+        with db.unit_of_work() as session:
+            result = apply_placements(session, placements)
+        if placements is twice:  # one by one: the first takes the place, the second not
+            assert result.placed == (c,) and set(result.rejected) == {d}, result
+            with db.unit_of_work() as session:
+                cancel_job(session, c, actor="t")
+            continue
+        assert not result.placed and all(why in r for r in result.rejected.values()), result
+        assert set(_allocations(db, [a, b, c, d])) <= {c}, why
+    assert _states(db, [a, b, d]) == ["QUEUED"] * 3
