@@ -532,7 +532,12 @@ class RayPoolRunner:
         """Start the executor of each online node that has none (without waiting for it),
         so the node's first command does not wait 1-2 s for its actor. Only nodes whose
         Ray node is up (the executor counts its GPUs at start); the others are tried
-        again after `PREPARE_RETRY_S`, as is the whole check while nothing is new."""
+        again after `PREPARE_RETRY_S`, as is the whole check while nothing is new.
+        Handles of nodes no longer online are dropped (a call for one of their runs finds
+        the executor by name): one that comes back gets a live one, not its dead one's."""
+        online = set(node_ids)
+        for node in [node for node in self._executors if node not in online]:
+            del self._executors[node]
         new = [node for node in node_ids if node not in self._executors]
         if not new or time.monotonic() < self._prepared_at + PREPARE_RETRY_S:
             return
