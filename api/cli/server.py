@@ -197,7 +197,12 @@ def server(
 
 def scheduler(
     policy: str | None = typer.Option(None, help="Placement policy (default from config: fifo)."),
-    interval: float | None = typer.Option(None, min=0.01, help="Seconds between cycles."),
+    interval: float | None = typer.Option(
+        None,
+        min=0.01,
+        help="Longest seconds between two full cycles (a submit or a run's end wakes it "
+        "at once).",
+    ),
     once: bool = typer.Option(False, help="Run one cycle, print what it did, and exit."),
 ) -> None:
     """Run the scheduling loop against the registry."""
