@@ -160,7 +160,6 @@ class SchedulerLoop:
             if preempted:
                 launch = self.launcher.stop_abandoned(launch or LaunchReport())
             launch = self.launcher.launch(launch)
-            self.launcher.runner.prepare([node.id for node in snapshot.nodes])
         report = StepReport(
             placed=result.placed,
             preempted=tuple(preempted),

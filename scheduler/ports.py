@@ -157,12 +157,6 @@ class Runner(Protocol):
         empty for runners that only learn an end by polling."""
         ...
 
-    def prepare(self, node_ids: Sequence[str]) -> None:
-        """Get ready to run on these nodes (the registry's online ones) before a launch
-        there needs it, as slurmd is up before a job comes. Called every step: cheap
-        when nothing is new; never raises."""
-        ...
-
     def checkpoint_location(self, request: LaunchRequest) -> str | None:
         """Where the run keeps its checkpoints (a folder or an object store URI; shown as
         the job's `checkpoint_uri`); None when it keeps none."""

@@ -89,27 +89,3 @@ def test_revoked_node_agent_stops_its_ray_node_and_exits(head_only: LocalPool) -
 
 def _raylets() -> list[psutil.Process]:
     return [p for p in psutil.process_iter(["name"]) if p.info["name"] == "raylet"]
-
-
-def test_a_joining_node_gets_its_command_executor_before_any_job(head_only: LocalPool) -> None:
-    """As slurmd is up before a job comes: the node's first command does not wait the 1-2 s
-    its executor actor takes to start (`Runner.prepare`)."""
-    import ray
-
-    from commonpool.workers.runner.ray_pool import NAMESPACE, executor_name
-
-    node = head_only.add_agent(8)
-    try:
-        with head_only.client() as client:
-            assert not list(client.list_jobs()), "no job may have created the executor"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                executor = ray.get_actor(executor_name(node), namespace=NAMESPACE)
-                break
-            except ValueError:  # not created (yet)
-                assert time.monotonic() < deadline, "no executor for the new node"
-                time.sleep(0.2)
-        assert ray.get(executor.ping.remote(), timeout=60) == node
-    finally:
-        head_only.stop_agent(8)

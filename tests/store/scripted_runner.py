@@ -38,9 +38,6 @@ class ScriptedRunner:
     def checkpoint_location(self, request: LaunchRequest) -> str | None:
         return None
 
-    def prepare(self, node_ids: Sequence[str]) -> None:
-        """Nothing runs ahead of a launch here."""
-
     def forget(self, refs: Sequence[str]) -> None:
         pass
 

@@ -205,9 +205,6 @@ class LocalRunsRunner:
     def checkpoint_location(self, request: LaunchRequest) -> str | None:
         return None  # a local run keeps no checkpoints for the pool
 
-    def prepare(self, node_ids: Sequence[str]) -> None:
-        """Nothing runs ahead of a launch here."""
-
     def forget(self, refs: Sequence[str]) -> None:
         """Nothing to drop: the run's records are its output, kept for `logs` after a crash."""
 

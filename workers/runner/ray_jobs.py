@@ -286,9 +286,6 @@ class RayJobsRunner:
             return None
         return train_run_location(self.storage_path, request.job_id)
 
-    def prepare(self, node_ids: Sequence[str]) -> None:
-        """Nothing runs ahead of a launch here."""
-
     def forget(self, refs: Sequence[str]) -> None:
         """Ray keeps (and expires) its own job records; only our notes of the runs go."""
         for ref in refs:

@@ -31,7 +31,6 @@ import contextlib
 import os
 import sys
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -69,7 +68,6 @@ NAMESPACE = "commonpool"
 EXECUTOR_CALL_THREADS = 8
 EXECUTOR_WAIT_THREADS = 512
 CALL_TIMEOUT_S = 60.0  # an executor's first start on a node includes its worker start
-PREPARE_RETRY_S = 5.0  # `prepare`: how often to look for nodes that joined Ray meanwhile
 WARM_DDP = "ddp:"  # marks a warm ddp run's list of rank nodes in its ref
 log = get_logger("runner")
 
@@ -147,7 +145,6 @@ class RayPoolRunner:
         self._stopping: set[str] = set()  # warm ddp runs whose other ranks were told to stop
         self._just_ended: set[str] = set()
         self._connected: bool | None = None  # None: not tried yet
-        self._prepared_at = -PREPARE_RETRY_S  # when `prepare` last asked Ray for its nodes
         self._saved_env: dict[str, str | None] = {}
         self._lock = threading.Lock()
 
@@ -528,30 +525,6 @@ class RayPoolRunner:
         self._executors.clear()
         self._ends.clear()
 
-    def prepare(self, node_ids: Sequence[str]) -> None:
-        """Start the executor of each online node that has none (without waiting for it),
-        so the node's first command does not wait 1-2 s for its actor. Only nodes whose
-        Ray node is up (the executor counts its GPUs at start); the others are tried
-        again after `PREPARE_RETRY_S`, as is the whole check while nothing is new.
-        Handles of nodes no longer online are dropped (a call for one of their runs finds
-        the executor by name): one that comes back gets a live one, not its dead one's."""
-        online = set(node_ids)
-        for node in [node for node in self._executors if node not in online]:
-            del self._executors[node]
-        new = [node for node in node_ids if node not in self._executors]
-        if not new or time.monotonic() < self._prepared_at + PREPARE_RETRY_S:
-            return
-        self._prepared_at = time.monotonic()
-        try:
-            if not self._connect():
-                return
-            gpus = _ray_nodes_gpus()
-            for node in new:
-                if node in gpus:
-                    self._executor(node, gpus=gpus[node])
-        except Exception as exc:  # a launch creates it anyway; nothing is lost
-            log.warning("executor.prestart_failed", error=str(exc))
-
     def ended_refs(self) -> set[str]:
         with self._lock:
             ended, self._just_ended = self._just_ended, set()
@@ -615,9 +588,8 @@ class RayPoolRunner:
                 self._connected = False
             return self._connected
 
-    def _executor(self, node_id: str, create: bool = True, gpus: int | None = None) -> Any:
-        """The node's executor actor handle (started on first use if `create`, with `gpus`,
-        the GPUs Ray counts there: asked of Ray if None)."""
+    def _executor(self, node_id: str, create: bool = True) -> Any:
+        """The node's executor actor handle (started on first use if `create`)."""
         handle = self._executors.get(node_id)
         if handle is not None:
             return handle
@@ -637,7 +609,7 @@ class RayPoolRunner:
                     max_concurrency=EXECUTOR_CALL_THREADS,
                     label_selector={NODE_LABEL: node_id},
                 )
-                .remote(node_id, _gpu_count(node_id) if gpus is None else gpus)
+                .remote(node_id, _gpu_count(node_id))
             )
         else:
             try:
@@ -700,15 +672,9 @@ def _report(ref: str, end: RunEnd | None) -> RunReport:
 
 def _gpu_count(node_id: str) -> int:
     """GPUs Ray counts on the node labelled `node_id` (the executor hands them out)."""
-    return _ray_nodes_gpus().get(node_id, 0)
-
-
-def _ray_nodes_gpus() -> dict[str, int]:
-    """The pool's live Ray nodes (by their `NODE_LABEL`) and the GPUs Ray counts on each."""
     import ray
 
-    return {
-        node["Labels"][NODE_LABEL]: int(node.get("Resources", {}).get("GPU", 0))
-        for node in ray.nodes()
-        if node.get("Alive") and NODE_LABEL in node.get("Labels", {})
-    }
+    for node in ray.nodes():
+        if node.get("Alive") and node.get("Labels", {}).get(NODE_LABEL) == node_id:
+            return int(node.get("Resources", {}).get("GPU", 0))
+    return 0
