@@ -55,6 +55,7 @@ from .client.sdk import Client
 
 AGENT_READY_TIMEOUT_S = 180.0
 AGENT_STOP_GRACE_S = 30.0
+SCHEDULER_READY_TIMEOUT_S = 60.0  # a `commonpool scheduler` child: its imports and wake listener
 
 
 class LocalPool:
@@ -232,7 +233,7 @@ class LocalPool:
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )
-        deadline = time.monotonic() + AGENT_READY_TIMEOUT_S
+        deadline = time.monotonic() + SCHEDULER_READY_TIMEOUT_S
         while SCHEDULER_READY not in log.read_text(errors="replace"):
             if self.scheduler_child.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the scheduler process did not start; see {log}")

@@ -22,17 +22,17 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import structlog
 from sqlalchemy import Engine
 
 from ..domain.errors import Conflict
+from ..logs import get_logger
 from .engine import sqlite_file
 
 CHANNEL = "commonpool_wake"
 POLL_S = 1.0  # how often a listener checks that it should stop
 RETRY_S = 1.0  # a listener whose database connection broke reconnects after this
 
-log = structlog.get_logger(__name__)
+log = get_logger("scheduler.wake")
 
 
 def wake_sender(engine: Engine) -> Callable[[], None]:
